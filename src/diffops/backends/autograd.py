@@ -1,0 +1,190 @@
+"""Autograd backend: reverse-mode operators for ``autograd.numpy`` functions.
+
+Every operator is built from one primitive, :func:`autograd.core.make_vjp`, which
+returns the pullback ``u ↦ u @ ∂y/∂x`` and the value. Second and third orders apply
+it to functions that themselves call it, so that the outer pullback differentiates
+through the inner one. Autograd has no function wrapper: its functions take and
+return NumPy arrays already.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from diffops.functions import BoundProduct, DerivativeFunction
+from diffops.validation import (
+    as_input_vector,
+    check_scalar_output,
+    check_vector_output,
+)
+
+FRAMEWORK = "autograd"
+
+try:
+    import autograd.numpy as anp
+    from autograd.builtins import tuple as autograd_tuple
+    from autograd.core import make_vjp
+    from autograd.extend import vspace
+except ImportError:
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+__all__ = [
+    "AVAILABLE",
+    "FRAMEWORK",
+    "grad_and_value",
+    "hessian_grad_and_value",
+    "jacobian_and_value",
+    "mhp_jacobian_and_value",
+    "mtp_hessian_grad_and_value",
+    "vjp_and_value",
+]
+
+
+def _basis(size: int, like: Any) -> np.ndarray:
+    return np.eye(size, dtype=vspace(like).dtype)
+
+
+def _grad_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
+) -> tuple[Any, Any]:
+    pullback, value = make_vjp(func, x)
+    check_scalar_output(anp.shape(value), operator)
+    return pullback(vspace(value).ones()), value
+
+
+def _hessian_grad_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "hessian_grad_and_value"
+) -> tuple[Any, Any, Any]:
+    grad_and_value = functools.partial(_as_tuple, _grad_and_value, func, operator)
+    pullback, (grad, value) = make_vjp(grad_and_value, x)
+    zero = vspace(value).zeros()
+    # The pullback of the gradient map at e_i is row i of H.
+    hessian = anp.stack([pullback((row, zero)) for row in _basis(x.shape[0], grad)])
+    return hessian, grad, value
+
+
+def _jacobian_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
+) -> tuple[Any, Any]:
+    pullback, value = make_vjp(func, x)
+    check_vector_output(anp.shape(value), operator)
+    # The pullback at e_i is row i of J.
+    jacobian = anp.stack([pullback(row) for row in _basis(value.shape[0], value)])
+    return jacobian, value
+
+
+def _as_tuple(
+    transform: Callable[..., tuple[Any, ...]],
+    func: Callable[..., Any],
+    operator: str,
+    x: Any,
+) -> Any:
+    return autograd_tuple(transform(func, x, operator))
+
+
+def _apply_pullback(pullback: Callable[[Any], Any], argument: np.ndarray) -> Any:
+    return pullback(argument)
+
+
+def _apply_pullback_of_first(
+    state: tuple[Callable[[Any], Any], tuple[Any, ...]], argument: np.ndarray
+) -> Any:
+    pullback, zeros = state
+    return pullback((argument, *zeros))
+
+
+def _product_of_first_output(
+    transform: Callable[..., tuple[Any, ...]],
+    operator: str,
+    product: str,
+    func: Callable[..., Any],
+    x: np.ndarray,
+) -> tuple[Any, ...]:
+    pullback, outputs = make_vjp(
+        functools.partial(_as_tuple, transform, func, operator), x
+    )
+    zeros = tuple(vspace(output).zeros() for output in outputs[1:])
+    bound = BoundProduct(
+        _apply_pullback_of_first, (pullback, zeros), np.shape(outputs[0]), product
+    )
+    return (bound, *outputs)
+
+
+def _vjp_and_value(func: Callable[..., Any], x: np.ndarray) -> tuple[Any, Any]:
+    pullback, value = make_vjp(func, x)
+    check_vector_output(np.shape(value), "vjp_and_value")
+    return BoundProduct(_apply_pullback, pullback, np.shape(value), "vjp"), value
+
+
+def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
+
+    ``vjp(u) = u @ J`` with ``J[i, k] = ∂c[i]/∂x[k]``; ``u`` has shape ``(m,)`` and the
+    product shape ``(n,)``.
+    """
+    return DerivativeFunction("vjp_and_value", _vjp_and_value, func, as_input_vector)
+
+
+def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
+    return DerivativeFunction("grad_and_value", _grad_and_value, func, as_input_vector)
+
+
+def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (H, g, f(x))`` for a scalar ``f``, ``H[i, j] = ∂²f/∂x[i]∂x[j]``.
+
+    One forward pass through the gradient map, then one pullback per row of ``H``.
+    """
+    return DerivativeFunction(
+        "hessian_grad_and_value", _hessian_grad_and_value, func, as_input_vector
+    )
+
+
+def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``.
+
+    ``mtp(M)[i] = Σ_jk M[j, k] ∂³f/∂x[i]∂x[j]∂x[k]`` for ``M`` of shape ``(n, n)``:
+    the pullback of the Hessian map with cotangent ``M``.
+    """
+    transform = functools.partial(
+        _product_of_first_output,
+        _hessian_grad_and_value,
+        "mtp_hessian_grad_and_value",
+        "mtp",
+    )
+    return DerivativeFunction(
+        "mtp_hessian_grad_and_value", transform, func, as_input_vector
+    )
+
+
+def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (J, c(x))`` for a vector function ``c``, ``J[i, k] = ∂c[i]/∂x[k]``.
+
+    One forward pass, then one pullback per row of ``J``.
+    """
+    return DerivativeFunction(
+        "jacobian_and_value", _jacobian_and_value, func, as_input_vector
+    )
+
+
+def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``.
+
+    ``mhp(M)[k] = Σ_ij M[i, j] ∂²c[i]/∂x[j]∂x[k]`` for ``M`` of shape ``(m, n)``: the
+    pullback of the Jacobian map with cotangent ``M``.
+    """
+    transform = functools.partial(
+        _product_of_first_output,
+        _jacobian_and_value,
+        "mhp_jacobian_and_value",
+        "mhp",
+    )
+    return DerivativeFunction(
+        "mhp_jacobian_and_value", transform, func, as_input_vector
+    )

@@ -1,0 +1,332 @@
+"""JAX backend: operators traced by JAX, compiled by the ``jax`` function wrapper.
+
+Each operator returns a function of ``x`` written in JAX primitives. The registered
+function wrappers turn it into what users call: :func:`jit_and_return_numpy_arrays`
+(backend ``jax``) compiles it with :func:`jax.jit`, and :func:`return_numpy_arrays`
+(backend ``jax_nojit``) runs it op by op. Both return NumPy arrays, and both turn the
+pullbacks returned by the product operators into :class:`~diffops.BoundProduct`
+callables; with ``jax`` those are compiled too, so that ``mtp(M)`` is one call of
+compiled code that reuses the residuals kept from the evaluation at ``x``.
+
+JAX computes in float32 unless 64-bit mode is on. The wrappers never switch it on;
+they warn once, saying how to, when a float64 input would be computed in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from diffops.functions import BoundProduct, DerivativeFunction
+from diffops.validation import (
+    as_input_vector,
+    check_scalar_output,
+    check_vector_output,
+    describe_shape,
+)
+
+FRAMEWORK = "jax"
+
+try:
+    import jax
+    import jax.numpy as jnp
+except ImportError:
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+__all__ = [
+    "AVAILABLE",
+    "FRAMEWORK",
+    "grad_and_value",
+    "hessian_grad_and_value",
+    "jacobian_and_value",
+    "jit_and_return_numpy_arrays",
+    "mhp_jacobian_and_value",
+    "mtp_hessian_grad_and_value",
+    "return_numpy_arrays",
+    "vjp_and_value",
+]
+
+
+class Pullback:
+    """The linear map ``u ↦ u @ ∂y/∂x`` returned by :func:`jax.vjp`, detupled.
+
+    A JAX pytree whose leaves are the residuals of the forward pass, so that it can
+    be returned from a compiled function and passed into another.
+    """
+
+    __slots__ = ("vjp",)
+
+    def __init__(self, vjp: Callable[[Any], tuple[Any]]) -> None:
+        self.vjp = vjp
+
+    def __call__(self, cotangent: Any) -> Any:
+        (product,) = self.vjp(cotangent)
+        return product
+
+
+if AVAILABLE:
+    jax.tree_util.register_pytree_node(
+        Pullback,
+        lambda pullback: ((pullback.vjp,), None),
+        lambda _, vjp: Pullback(*vjp),
+    )
+
+
+def _as_traced_vector(x: Any) -> Any:
+    x = jnp.asarray(x)
+    if x.ndim != 1:
+        msg = f"x must be a 1-D array of shape (n,); got {describe_shape(x.shape)}."
+        raise ValueError(msg)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        if not jnp.issubdtype(x.dtype, jnp.integer):
+            msg = f"x must be a 1-D array of real numbers; got dtype {x.dtype}."
+            raise TypeError(msg)
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+def _grad_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
+) -> tuple[Any, Any]:
+    value, pullback = jax.vjp(func, x)
+    check_scalar_output(jnp.shape(value), operator)
+    (grad,) = pullback(jnp.ones_like(value))
+    return grad, value
+
+
+def _hessian_and_aux(
+    func: Callable[..., Any], x: Any, operator: str = "hessian_grad_and_value"
+) -> tuple[Any, tuple[Any, Any]]:
+    grad, pushforward, value = jax.linearize(
+        functools.partial(_grad_and_value, func, operator=operator), x, has_aux=True
+    )
+    # Row i of the result is H @ e_i, column i of H; H is symmetric.
+    hessian = jax.vmap(pushforward)(jnp.eye(x.shape[0], dtype=grad.dtype))
+    return hessian, (grad, value)
+
+
+def _hessian_grad_and_value(func: Callable[..., Any], x: Any) -> tuple[Any, Any, Any]:
+    hessian, (grad, value) = _hessian_and_aux(func, x)
+    return hessian, grad, value
+
+
+def _mtp_hessian_grad_and_value(
+    func: Callable[..., Any], x: Any
+) -> tuple[Pullback, Any, Any, Any]:
+    hessian, pullback, (grad, value) = jax.vjp(
+        functools.partial(
+            _hessian_and_aux, func, operator="mtp_hessian_grad_and_value"
+        ),
+        x,
+        has_aux=True,
+    )
+    return Pullback(pullback), hessian, grad, value
+
+
+def _jacobian_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
+) -> tuple[Any, Any]:
+    value_shape = jax.eval_shape(func, x).shape
+    check_vector_output(value_shape, operator)
+    (m,), (n,) = value_shape, x.shape
+    if m <= n:
+        value, pullback = jax.vjp(func, x)
+        (jacobian,) = jax.vmap(pullback)(jnp.eye(m, dtype=value.dtype))
+    else:
+        value, pushforward = jax.linearize(func, x)
+        jacobian = jax.vmap(pushforward, out_axes=1)(jnp.eye(n, dtype=x.dtype))
+    return jacobian, value
+
+
+def _mhp_jacobian_and_value(
+    func: Callable[..., Any], x: Any
+) -> tuple[Pullback, Any, Any]:
+    jacobian, pullback, value = jax.vjp(
+        functools.partial(_jacobian_and_value, func, operator="mhp_jacobian_and_value"),
+        x,
+        has_aux=True,
+    )
+    return Pullback(pullback), jacobian, value
+
+
+def _vjp_and_value(func: Callable[..., Any], x: Any) -> tuple[Pullback, Any]:
+    value, pullback = jax.vjp(func, x)
+    check_vector_output(jnp.shape(value), "vjp_and_value")
+    return Pullback(pullback), value
+
+
+def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
+
+    ``vjp(u) = u @ J`` with ``J[i, k] = ∂c[i]/∂x[k]``; ``u`` has shape ``(m,)`` and the
+    product shape ``(n,)``.
+    """
+    return DerivativeFunction("vjp_and_value", _vjp_and_value, func, _as_traced_vector)
+
+
+def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
+    return DerivativeFunction(
+        "grad_and_value", _grad_and_value, func, _as_traced_vector
+    )
+
+
+def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (H, g, f(x))`` for a scalar ``f``, ``H[i, j] = ∂²f/∂x[i]∂x[j]``.
+
+    ``H`` is computed forward-over-reverse: one linearisation of the gradient and a
+    vectorised push of the ``n`` basis vectors through it.
+    """
+    return DerivativeFunction(
+        "hessian_grad_and_value", _hessian_grad_and_value, func, _as_traced_vector
+    )
+
+
+def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``.
+
+    ``mtp(M)[i] = Σ_jk M[j, k] ∂³f/∂x[i]∂x[j]∂x[k]`` for ``M`` of shape ``(n, n)``:
+    the pullback of the Hessian map with cotangent ``M``.
+    """
+    return DerivativeFunction(
+        "mtp_hessian_grad_and_value",
+        _mtp_hessian_grad_and_value,
+        func,
+        _as_traced_vector,
+    )
+
+
+def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (J, c(x))`` for a vector function ``c``, ``J[i, k] = ∂c[i]/∂x[k]``.
+
+    Reverse mode (``m`` pullbacks) when ``m <= n``, forward mode (``n`` pushforwards)
+    otherwise, each vectorised.
+    """
+    return DerivativeFunction(
+        "jacobian_and_value", _jacobian_and_value, func, _as_traced_vector
+    )
+
+
+def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
+    """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``.
+
+    ``mhp(M)[k] = Σ_ij M[i, j] ∂²c[i]/∂x[j]∂x[k]`` for ``M`` of shape ``(m, n)``: the
+    pullback of the Jacobian map with cotangent ``M``.
+    """
+    return DerivativeFunction(
+        "mhp_jacobian_and_value", _mhp_jacobian_and_value, func, _as_traced_vector
+    )
+
+
+def _apply_pullback(pullback: Pullback, argument: Any) -> Any:
+    return pullback(argument)
+
+
+_apply_pullback_compiled = jax.jit(_apply_pullback) if AVAILABLE else _apply_pullback
+
+
+def _apply_compiled(pullback: Pullback, argument: np.ndarray) -> np.ndarray:
+    return np.asarray(_apply_pullback_compiled(pullback, argument))
+
+
+def _apply_eager(pullback: Pullback, argument: np.ndarray) -> np.ndarray:
+    return np.asarray(pullback(argument))
+
+
+_PRODUCT_NAMES = {
+    "vjp_and_value": "vjp",
+    "mtp_hessian_grad_and_value": "mtp",
+    "mhp_jacobian_and_value": "mhp",
+}
+
+_downcast_warning_pending = True
+
+
+def _warn_if_downcast(x: np.ndarray) -> None:
+    """Warn once per process when a float64 ``x`` is about to be computed in float32."""
+    global _downcast_warning_pending
+    x64 = jax.config.read("jax_enable_x64")  # type: ignore[no-untyped-call]
+    if x.dtype == np.float64 and not x64:
+        _downcast_warning_pending = False
+        warnings.warn(
+            "diffops: a float64 input is being computed in float32 by JAX, because "
+            "JAX's 64-bit mode is off, so results are float32. To compute in float64, "
+            "set the environment variable JAX_ENABLE_X64=1 before importing JAX, or "
+            "call jax.config.update('jax_enable_x64', True) at start-up.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+class NumpyReturningFunction:
+    """A JAX function, compiled or not, that returns NumPy arrays.
+
+    Outputs that are JAX arrays come back as NumPy arrays (read-only views of the
+    JAX buffers); a :class:`Pullback` comes back as a :class:`~diffops.BoundProduct`
+    whose argument has the shape of the output after it (``H`` for ``mtp``, ``J`` for
+    ``mhp``, the value for ``vjp``). For the functions made by this module's
+    operators, ``x`` is checked and converted to a float NumPy array first.
+    """
+
+    def __init__(self, function: Callable[..., Any], *, compile: bool) -> None:
+        if not callable(function):
+            msg = f"function must be callable; got {type(function).__name__}."
+            raise TypeError(msg)
+        self.function = function
+        self.compile = compile
+        self._call = jax.jit(function) if compile else function
+        self._apply = _apply_compiled if compile else _apply_eager
+        operator = function.name if isinstance(function, DerivativeFunction) else None
+        self._product_name = _PRODUCT_NAMES.get(operator or "", "product")
+        self._takes_vector = operator is not None
+        functools.update_wrapper(self, function, updated=())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._takes_vector:
+            (x,) = args
+            x = as_input_vector(x)
+            if _downcast_warning_pending:
+                _warn_if_downcast(x)
+            args = (x,)
+        output = self._call(*args, **kwargs)
+        if type(output) is tuple:
+            if type(output[0]) is Pullback:
+                product = BoundProduct(
+                    self._apply, output[0], output[1].shape, self._product_name
+                )
+                return (product, *(np.asarray(value) for value in output[1:]))
+            return tuple(self._as_numpy(value) for value in output)
+        return self._as_numpy(output)
+
+    def _as_numpy(self, value: Any) -> Any:
+        if isinstance(value, jax.Array):
+            return np.asarray(value)
+        if isinstance(value, Pullback):
+            return functools.partial(self._apply, value)
+        return value
+
+    def __repr__(self) -> str:
+        kind = "jit-compiled" if self.compile else "uncompiled"
+        return f"<{kind} JAX function {self.function!r} returning NumPy arrays>"
+
+
+def jit_and_return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
+    """Compile a JAX function with :func:`jax.jit` and make it return NumPy arrays.
+
+    The function wrapper of the ``jax`` backend.
+    """
+    return NumpyReturningFunction(function, compile=True)
+
+
+def return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
+    """Make a JAX function return NumPy arrays, without compiling it.
+
+    The function wrapper of the ``jax_nojit`` backend.
+    """
+    return NumpyReturningFunction(function, compile=False)

@@ -1,0 +1,308 @@
+"""The backend registry and the fallback rule.
+
+A backend is an :class:`AutodiffBackend`: a module (or module-like object) exposing
+the six differential operators named in :data:`DIFF_OPS`, a flag saying whether its
+framework imports here, and an optional wrapper applied to every function made with
+it. The registry maps lower-case names to backends. The built-in backends are
+described by where their module lives and are imported on first look-up, so that
+``import diffops`` imports no framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType
+from typing import Any, NamedTuple
+
+__all__ = [
+    "DIFF_OPS",
+    "REGISTERED_BACKENDS",
+    "AutodiffBackend",
+    "autodiff_fallback",
+    "available_backends",
+    "get_backend",
+    "register_backend",
+    "wrap_function",
+]
+
+DIFF_OPS: tuple[str, ...] = (
+    "vjp_and_value",
+    "grad_and_value",
+    "hessian_grad_and_value",
+    "mtp_hessian_grad_and_value",
+    "jacobian_and_value",
+    "mhp_jacobian_and_value",
+)
+"""Names of the differential operators every backend module provides, in order."""
+
+
+class AutodiffBackend(NamedTuple):
+    """Automatic differentiation backend framework.
+
+    Consists of a module defining the differential operators of :data:`DIFF_OPS`, a
+    flag saying whether the framework is available in the current environment and,
+    optionally, a function wrapper applied to every function made with the backend
+    (for example to just-in-time compile it or to make it return NumPy arrays).
+    """
+
+    module: ModuleType | Any
+    available: bool
+    function_wrapper: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None
+
+
+class _BuiltinBackend(NamedTuple):
+    """Where a built-in backend lives and how its framework is installed."""
+
+    module: str
+    function_wrapper: str | None
+    install: str
+
+
+_BUILTIN_BACKENDS: dict[str, _BuiltinBackend] = {
+    "jax": _BuiltinBackend(
+        "diffops.backends.jax", "jit_and_return_numpy_arrays", "jax"
+    ),
+    "jax_nojit": _BuiltinBackend("diffops.backends.jax", "return_numpy_arrays", "jax"),
+    "autograd": _BuiltinBackend("diffops.backends.autograd", None, "autograd"),
+    "symnum": _BuiltinBackend("diffops.backends.symnum", None, "symnum"),
+}
+
+
+class _BackendRegistry(Mapping[str, AutodiffBackend]):
+    """Read-only mapping from lower-case backend name to :class:`AutodiffBackend`.
+
+    Built-in backends are imported on first look-up and then kept; third-party
+    backends are added with :func:`register_backend`.
+    """
+
+    def __init__(self) -> None:
+        self._backends: dict[str, AutodiffBackend] = {}
+        self._names: list[str] = list(_BUILTIN_BACKENDS)
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> AutodiffBackend:
+        backend = self._backends.get(name)
+        if backend is not None:
+            return backend
+        builtin = _BUILTIN_BACKENDS.get(name)
+        if builtin is None or name not in self._names:
+            raise KeyError(name)
+        with self._lock:
+            module = importlib.import_module(builtin.module)
+            wrapper = (
+                None
+                if builtin.function_wrapper is None
+                else getattr(module, builtin.function_wrapper)
+            )
+            backend = AutodiffBackend(module, module.AVAILABLE, wrapper)
+            self._backends.setdefault(name, backend)
+        return self._backends[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def _add(self, name: str, backend: AutodiffBackend) -> None:
+        with self._lock:
+            if name not in self._names:
+                self._names.append(name)
+            self._backends[name] = backend
+
+    def __repr__(self) -> str:
+        return f"<diffops backend registry: {', '.join(self._names)}>"
+
+
+REGISTERED_BACKENDS: Mapping[str, AutodiffBackend] = _BackendRegistry()
+"""Read-only mapping from backend name to :class:`AutodiffBackend`."""
+
+
+def _normalise_name(name: object, argument: str = "backend") -> str:
+    if not isinstance(name, str):
+        msg = (
+            f"{argument} must be a backend name (str) such as 'jax', or None; "
+            f"got {name!r} of type {type(name).__name__}."
+        )
+        raise TypeError(msg)
+    return name.lower()
+
+
+def get_backend(name: str) -> AutodiffBackend:
+    """Look up a registered backend by name, ignoring case.
+
+    Args:
+        name: Backend name, for example ``"jax"`` or ``"JAX"``.
+
+    Returns:
+        The registered backend. Its framework may not be installed: check
+        ``available``.
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+        ValueError: If no backend of that name is registered.
+    """
+    key = _normalise_name(name)
+    try:
+        return REGISTERED_BACKENDS[key]
+    except KeyError:
+        msg = (
+            f"Autodiff backend {name!r} is not recognised: "
+            f"valid names are {tuple(REGISTERED_BACKENDS)}."
+        )
+        raise ValueError(msg) from None
+
+
+def register_backend(
+    name: str, backend: AutodiffBackend, *, replace: bool = False
+) -> None:
+    """Register a third-party backend under a new name.
+
+    Args:
+        name: Name to register it under; look-ups ignore case.
+        backend: The backend. Its ``module`` must have a callable attribute for each
+            name in :data:`DIFF_OPS`.
+        replace: Whether an existing backend of the same name may be replaced.
+
+    Raises:
+        TypeError: If ``name`` is not a string or ``backend`` not an
+            :class:`AutodiffBackend`.
+        ValueError: If the name is taken and ``replace`` is false, or the module
+            lacks some of the operators.
+    """
+    key = _normalise_name(name, "name")
+    if not key:
+        msg = "name must be a non-empty string."
+        raise ValueError(msg)
+    if not isinstance(backend, AutodiffBackend):
+        msg = (
+            "backend must be an AutodiffBackend(module, available, function_wrapper); "
+            f"got {type(backend).__name__}."
+        )
+        raise TypeError(msg)
+    missing = [op for op in DIFF_OPS if not callable(getattr(backend.module, op, None))]
+    if missing:
+        msg = (
+            f"backend.module lacks the differential operators {missing}: a backend "
+            f"module must define all of {DIFF_OPS}."
+        )
+        raise ValueError(msg)
+    if backend.function_wrapper is not None and not callable(backend.function_wrapper):
+        msg = "backend.function_wrapper must be callable or None."
+        raise TypeError(msg)
+    if key in REGISTERED_BACKENDS and not replace:
+        msg = (
+            f"A backend named {key!r} is already registered: pass replace=True to "
+            "replace it."
+        )
+        raise ValueError(msg)
+    assert isinstance(REGISTERED_BACKENDS, _BackendRegistry)
+    REGISTERED_BACKENDS._add(key, backend)
+
+
+def available_backends() -> tuple[str, ...]:
+    """Names of the registered backends whose framework is installed here.
+
+    Probing a built-in backend imports its framework.
+    """
+    return tuple(name for name in REGISTERED_BACKENDS if get_backend(name).available)
+
+
+def wrap_function(
+    function: Callable[..., Any], backend: str | None
+) -> Callable[..., Any]:
+    """Apply the function wrapper of an automatic differentiation backend to a function.
+
+    Backends may define a function wrapper which applies any post processing required
+    to functions using the framework, for example ensuring the function returns NumPy
+    arrays or just-in-time compiling it.
+
+    Args:
+        function: Function to wrap.
+        backend: Name of the backend. If ``None`` ``function`` is returned unchanged.
+
+    Returns:
+        The wrapped function, or ``function`` itself when ``backend`` is ``None`` or
+        the backend has no wrapper.
+    """
+    if backend is None:
+        return function
+    wrapper = get_backend(backend).function_wrapper
+    if wrapper is None:
+        return function
+    return wrapper(function)
+
+
+def _install_hint(name: str) -> str:
+    builtin = _BUILTIN_BACKENDS.get(name)
+    if builtin is None:
+        return "install the framework that backend needs"
+    return f"install it with `pip install 'diffops[{builtin.install}]'`"
+
+
+def autodiff_fallback(
+    diff_func: Callable[..., Any] | None,
+    func: Callable[..., Any],
+    diff_op_name: str,
+    name: str,
+    backend: str | None,
+) -> Callable[..., Any]:
+    """Generate a derivative function automatically if one was not provided.
+
+    Uses automatic differentiation to generate the function corresponding to a
+    differential operator applied to ``func``, unless an implementation of the
+    derivative function was provided.
+
+    Args:
+        diff_func: Either a callable implementing the required derivative function
+            or ``None`` if none was provided.
+        func: Function to differentiate.
+        diff_op_name: Name of the differential operator to apply, one of
+            :data:`DIFF_OPS`.
+        name: Name of the derivative function, used in error messages.
+        backend: Name of the automatic differentiation backend to use. If ``None``,
+            ``diff_func`` must be provided.
+
+    Returns:
+        ``diff_func`` if it is not ``None``, otherwise the derivative of ``func``
+        generated by the named operator of the backend, wrapped with
+        :func:`wrap_function`.
+
+    Raises:
+        ValueError: If ``diff_func`` is ``None`` and ``backend`` is ``None``, the
+            operator or the backend is unknown, or the backend's framework is not
+            installed.
+        TypeError: If the derivative must be generated and ``func`` is not callable.
+    """
+    if diff_func is not None:
+        return diff_func
+    if backend is None:
+        msg = (
+            f"Automatic differentiation backend specified as None so {name} must be "
+            "provided directly."
+        )
+        raise ValueError(msg)
+    if diff_op_name not in DIFF_OPS:
+        msg = (
+            f"Differential operator {diff_op_name!r} is not defined: valid names are "
+            f"{DIFF_OPS}."
+        )
+        raise ValueError(msg)
+    autodiff_backend = get_backend(backend)
+    if not autodiff_backend.available:
+        msg = (
+            f"{backend!r} selected as autodiff backend but its framework is not "
+            f"available in the current environment, so {name} must be provided "
+            f"directly, or {_install_hint(backend.lower())}."
+        )
+        raise ValueError(msg)
+    if not callable(func):
+        msg = f"func must be callable; got {type(func).__name__}."
+        raise TypeError(msg)
+    diff_func = getattr(autodiff_backend.module, diff_op_name)(func)
+    return wrap_function(diff_func, backend)

@@ -1,0 +1,128 @@
+"""Checks shared by every backend, so that a misuse gets the same message everywhere.
+
+Each check names the argument, says what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SCALAR_OPERATORS",
+    "VECTOR_OPERATORS",
+    "as_input_vector",
+    "as_product_argument",
+    "check_callable",
+    "check_scalar_output",
+    "check_vector_output",
+    "describe_shape",
+]
+
+SCALAR_OPERATORS = (
+    "grad_and_value",
+    "hessian_grad_and_value",
+    "mtp_hessian_grad_and_value",
+)
+"""Operators that apply to a scalar-valued function ``f``."""
+
+VECTOR_OPERATORS = ("jacobian_and_value", "mhp_jacobian_and_value", "vjp_and_value")
+"""Operators that apply to a vector-valued function ``c``."""
+
+
+def describe_shape(shape: tuple[int, ...]) -> str:
+    """Say what an array of this shape is, for an error message."""
+    if shape == ():
+        return "a scalar (shape ())"
+    return f"an array of shape {shape}"
+
+
+def check_callable(func: object, operator: str) -> None:
+    """Raise ``TypeError`` unless ``func`` can be differentiated by ``operator``."""
+    if not callable(func):
+        msg = f"{operator} needs func to be callable; got {type(func).__name__}."
+        raise TypeError(msg)
+
+
+def as_input_vector(x: Any) -> np.ndarray:
+    """Return ``x`` as a 1-D floating-point NumPy array, or raise a clear error.
+
+    Lists and integer arrays become float64 arrays; float arrays are passed through
+    unchanged, so a float32 input stays float32.
+    """
+    if type(x) is np.ndarray and x.ndim == 1 and x.dtype.kind == "f":
+        return x
+    try:
+        array = np.asarray(x)
+    except (TypeError, ValueError) as error:
+        msg = (
+            f"x must be a 1-D array of real numbers; got {type(x).__name__} ({error})."
+        )
+        raise TypeError(msg) from None
+    if array.dtype.kind in "iu":
+        array = array.astype(np.float64)
+    elif array.dtype.kind != "f":
+        msg = (
+            "x must be a 1-D array of real numbers; got an array of dtype "
+            f"{array.dtype} (from {type(x).__name__})."
+        )
+        raise TypeError(msg)
+    if array.ndim != 1:
+        msg = f"x must be a 1-D array of shape (n,); got {describe_shape(array.shape)}."
+        raise ValueError(msg)
+    return array
+
+
+def as_product_argument(
+    value: Any, shape: tuple[int, ...], argument: str, product: str
+) -> np.ndarray:
+    """Return the argument of a bound product as a float array of ``shape``."""
+    if type(value) is np.ndarray and value.shape == shape and value.dtype.kind == "f":
+        return value
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        msg = f"{argument} must be an array of shape {shape} for {product}; ({error})."
+        raise TypeError(msg) from None
+    if array.dtype.kind in "iu":
+        array = array.astype(np.float64)
+    elif array.dtype.kind != "f":
+        msg = (
+            f"{argument} must be an array of real numbers of shape {shape} for "
+            f"{product}; got dtype {array.dtype}."
+        )
+        raise TypeError(msg)
+    if array.shape != shape:
+        msg = (
+            f"{argument} must be an array of shape {shape} for {product}; got "
+            f"{describe_shape(array.shape)}."
+        )
+        raise ValueError(msg)
+    return array
+
+
+def check_scalar_output(shape: tuple[int, ...], operator: str) -> None:
+    """Raise ``TypeError`` unless a function value of ``shape`` is a scalar."""
+    if shape != ():
+        msg = (
+            f"{operator} needs func to return a scalar; it returned "
+            f"{describe_shape(shape)}. For a vector-valued function use "
+            f"{', '.join(VECTOR_OPERATORS)}."
+        )
+        raise TypeError(msg)
+
+
+def check_vector_output(shape: tuple[int, ...], operator: str) -> None:
+    """Raise ``TypeError`` unless a function value of ``shape`` is a 1-D vector."""
+    if len(shape) != 1:
+        hint = (
+            f" For a scalar-valued function use {', '.join(SCALAR_OPERATORS)}."
+            if shape == ()
+            else ""
+        )
+        msg = (
+            f"{operator} needs func to return a 1-D array of shape (m,); it returned "
+            f"{describe_shape(shape)}.{hint}"
+        )
+        raise TypeError(msg)

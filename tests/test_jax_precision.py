@@ -1,0 +1,68 @@
+"""SPEC §4: with JAX's 64-bit mode off, a float64 input gets one clear warning, and
+diffops never switches the mode itself. Run in subprocesses, whose JAX starts with
+the mode off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("jax")
+
+
+def run_without_x64(code: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    return subprocess.run(
+        [sys.executable, "-W", "always::UserWarning", "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env=env, check=False, timeout=300,
+    )  # fmt: skip
+
+
+PROGRAM = """
+    import warnings, numpy as np, jax, jax.numpy as jnp, diffops
+    grad = diffops.autodiff_fallback(
+        None, lambda x: jnp.sum(x ** 2), "grad_and_value", "grad", {backend!r})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            g, v = grad(np.ones(3, dtype={dtype!r}))
+    print(len(caught), g.dtype, jax.config.read("jax_enable_x64"))
+    for w in caught:
+        print(w.message)
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
+def test_float64_input_warns_once_how_to_enable_x64(backend):
+    result = run_without_x64(PROGRAM.format(backend=backend, dtype="float64"))
+    assert result.returncode == 0, result.stderr
+    first, *messages = result.stdout.splitlines()
+    assert first == "1 float32 False"
+    assert "computed in float32" in messages[0]
+    assert "JAX_ENABLE_X64=1" in messages[0]
+    assert "jax.config.update('jax_enable_x64', True)" in messages[0]
+
+
+def test_float32_input_does_not_warn():
+    result = run_without_x64(PROGRAM.format(backend="jax", dtype="float32"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "0 float32 False"
+
+
+def test_float64_computed_in_float64_when_enabled():
+    import jax
+
+    assert jax.config.read("jax_enable_x64")  # set by conftest, not by diffops
+    import jax.numpy as jnp
+    import numpy as np
+
+    import diffops
+
+    grad = diffops.autodiff_fallback(
+        None, lambda x: jnp.sum(x**2), "grad_and_value", "grad", "jax"
+    )
+    assert grad(np.ones(3))[0].dtype == np.float64

@@ -1,0 +1,265 @@
+"""SPEC §1 and §3: public names, registry, wrap_function and the fallback rule."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import textwrap
+import types
+import typing
+
+import numpy as np
+import pytest
+from conftest import installed
+
+import diffops
+from diffops import (
+    DIFF_OPS,
+    AutodiffBackend,
+    autodiff_fallback,
+    available_backends,
+    get_backend,
+    register_backend,
+    wrap_function,
+)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_diff_ops_are_the_six_operators_in_order():
+    assert DIFF_OPS == (
+        "vjp_and_value",
+        "grad_and_value",
+        "hessian_grad_and_value",
+        "mtp_hessian_grad_and_value",
+        "jacobian_and_value",
+        "mhp_jacobian_and_value",
+    )
+
+
+def test_autodiff_backend_is_the_seed_named_tuple():
+    assert issubclass(AutodiffBackend, tuple)
+    assert AutodiffBackend._fields == ("module", "available", "function_wrapper")
+    backend = AutodiffBackend(types.SimpleNamespace(), True)
+    assert backend.function_wrapper is None
+
+
+@pytest.mark.parametrize(
+    ("function", "parameters"),
+    [
+        (wrap_function, ["function", "backend"]),
+        (autodiff_fallback, ["diff_func", "func", "diff_op_name", "name", "backend"]),
+    ],
+)
+def test_seed_signatures(function, parameters):
+    assert list(inspect.signature(function).parameters) == parameters
+
+
+def test_import_imports_no_framework():
+    result = run_python(
+        """
+        import sys, diffops
+        loaded = [m for m in ("jax", "autograd", "symnum", "torch", "sympy")
+                  if m in sys.modules]
+        print(loaded)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_builtin_backends_are_registered():
+    registry = diffops.registry.REGISTERED_BACKENDS
+    assert {"jax", "jax_nojit", "autograd", "symnum"} <= set(registry)
+    assert isinstance(registry, typing.Mapping)
+    with pytest.raises(TypeError):
+        registry["mine"] = AutodiffBackend(types.SimpleNamespace(), True)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", ["jax", "JAX", "Jax_NoJit", "AUTOGRAD", "SymNum"])
+def test_backend_names_ignore_case(name):
+    assert get_backend(name) is get_backend(name.lower())
+
+
+def test_get_backend_rejects_unknown_names_listing_valid_ones():
+    with pytest.raises(ValueError, match=r"'tensorflow'.*not recognised.*'jax'"):
+        get_backend("tensorflow")
+
+
+def test_get_backend_rejects_non_strings():
+    with pytest.raises(TypeError, match=r"backend must be a backend name \(str\)"):
+        get_backend(3)  # type: ignore[arg-type]
+
+
+def test_available_backends_lists_importable_ones():
+    names = available_backends()
+    assert isinstance(names, tuple)
+    for name in diffops.registry.REGISTERED_BACKENDS:
+        assert (name in names) == get_backend(name).available
+
+
+def square_sum(x):
+    return (x**2).sum()
+
+
+def test_wrap_function_without_backend_returns_the_function_itself():
+    assert wrap_function(square_sum, None) is square_sum
+
+
+@pytest.mark.parametrize("backend", [installed("autograd"), installed("symnum")])
+def test_wrap_function_without_wrapper_returns_the_function_itself(backend):
+    assert wrap_function(square_sum, backend) is square_sum
+
+
+@pytest.mark.parametrize("backend", [installed("jax"), installed("jax_nojit")])
+def test_jax_wrap_function_returns_numpy(backend):
+    import jax.numpy as jnp
+
+    wrapped = wrap_function(lambda x: (jnp.sum(x**2), 2 * x), backend)
+    value, doubled = wrapped(np.arange(3.0))
+    assert isinstance(doubled, np.ndarray)
+    np.testing.assert_array_equal(doubled, [0.0, 2.0, 4.0])
+    assert value == 5.0
+
+
+# The fallback rule, case by case.
+
+
+def test_fallback_returns_a_given_derivative_unchanged():
+    def my_grad(x):
+        return 2 * x
+
+    assert (
+        autodiff_fallback(my_grad, square_sum, "grad_and_value", "grad", "jax")
+        is my_grad
+    )
+    assert autodiff_fallback(my_grad, square_sum, "nonsense", "grad", None) is my_grad
+
+
+def test_fallback_without_backend_asks_for_the_derivative():
+    with pytest.raises(ValueError, match=r"None so grad_neg_log_dens must be provided"):
+        autodiff_fallback(None, square_sum, "grad_and_value", "grad_neg_log_dens", None)
+
+
+def test_fallback_rejects_unknown_operators_listing_valid_ones():
+    with pytest.raises(ValueError, match=r"'laplacian' is not defined.*grad_and_value"):
+        autodiff_fallback(None, square_sum, "laplacian", "lap", "autograd")
+
+
+def test_fallback_rejects_unknown_backends_listing_valid_ones():
+    with pytest.raises(ValueError, match=r"'theano'.*valid names.*'autograd'"):
+        autodiff_fallback(None, square_sum, "grad_and_value", "grad", "theano")
+
+
+def test_fallback_rejects_non_callable_func():
+    with pytest.raises(TypeError, match="func must be callable; got int"):
+        autodiff_fallback(None, 3, "grad_and_value", "grad", "autograd")
+
+
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit", "autograd", "symnum"])
+def test_fallback_with_missing_framework_says_so(backend):
+    framework = backend.removesuffix("_nojit")
+    result = run_python(
+        f"""
+        import sys
+        sys.modules[{framework!r}] = None  # makes `import {framework}` fail
+        import diffops
+        assert not diffops.get_backend({backend!r}).available
+        assert {backend!r} not in diffops.available_backends()
+        try:
+            diffops.autodiff_fallback(
+                None, abs, "grad_and_value", "grad_neg_log_dens", {backend!r}
+            )
+        except ValueError as error:
+            print(error)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    message = result.stdout
+    assert "not available" in message
+    assert "grad_neg_log_dens must be provided directly" in message
+    assert f"pip install 'diffops[{framework}]'" in message
+
+
+def test_fallback_applies_the_operator_and_the_wrapper():
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    grad_and_value = autodiff_fallback(
+        None, lambda x: jnp.sum(x**3), "grad_and_value", "grad", "JAX"
+    )
+    grad, value = grad_and_value(np.array([1.0, 2.0]))
+    assert isinstance(grad, np.ndarray)
+    np.testing.assert_allclose(grad, [3.0, 12.0])
+    assert float(value) == 9.0
+
+
+# Third-party backends.
+
+
+def _fd_grad_and_value(func):
+    def grad_and_value(x):
+        x = np.asarray(x, dtype=float)
+        h = 1e-6
+        grad = np.array(
+            [(func(x + h * e) - func(x - h * e)) / (2 * h) for e in np.eye(x.size)]
+        )
+        return grad, func(x)
+
+    return grad_and_value
+
+
+def _not_implemented(func):
+    raise NotImplementedError
+
+
+def _module(**operators):
+    defaults = dict.fromkeys(DIFF_OPS, _not_implemented)
+    return types.SimpleNamespace(**{**defaults, **operators})
+
+
+def test_registered_backend_is_used_by_the_fallback():
+    register_backend(
+        "Central_Differences_Test",
+        AutodiffBackend(_module(grad_and_value=_fd_grad_and_value), True),
+    )
+    assert "central_differences_test" in diffops.registry.REGISTERED_BACKENDS
+    grad_and_value = autodiff_fallback(
+        None, square_sum, "grad_and_value", "grad", "central_differences_test"
+    )
+    grad, value = grad_and_value(np.array([1.0, -2.0]))
+    np.testing.assert_allclose(grad, [2.0, -4.0], rtol=1e-8)
+    assert value == 5.0
+
+
+def test_register_refuses_an_existing_name_unless_asked():
+    backend = AutodiffBackend(_module(), True)
+    register_backend("replace_me_test", backend)
+    with pytest.raises(ValueError, match="already registered: pass replace=True"):
+        register_backend("Replace_Me_Test", backend)
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend("jax", backend)
+    replacement = AutodiffBackend(_module(), False)
+    register_backend("replace_me_test", replacement, replace=True)
+    assert get_backend("replace_me_test") is replacement
+
+
+def test_register_refuses_a_module_missing_operators():
+    module = types.SimpleNamespace(grad_and_value=_fd_grad_and_value)
+    with pytest.raises(ValueError, match=r"lacks.*'vjp_and_value'.*'mhp_jacobian"):
+        register_backend("incomplete_test", AutodiffBackend(module, True))
+    assert "incomplete_test" not in diffops.registry.REGISTERED_BACKENDS
+
+
+def test_register_refuses_what_is_not_a_backend():
+    with pytest.raises(TypeError, match="backend must be an AutodiffBackend"):
+        register_backend("tuple_test", (_module(), True))  # type: ignore[arg-type]
