@@ -245,33 +245,30 @@ _PRODUCT_NAMES = {
     "mhp_jacobian_and_value": "mhp",
 }
 
-_downcast_warning_pending = True
+_downcast_warned = False
 
 
-def _warn_if_downcast(x: np.ndarray) -> None:
-    """Warn once per process when a float64 ``x`` is about to be computed in float32."""
-    global _downcast_warning_pending
-    x64 = jax.config.read("jax_enable_x64")  # type: ignore[no-untyped-call]
-    if x.dtype == np.float64 and not x64:
-        _downcast_warning_pending = False
-        warnings.warn(
-            "diffops: a float64 input is being computed in float32 by JAX, because "
-            "JAX's 64-bit mode is off, so results are float32. To compute in float64, "
-            "set the environment variable JAX_ENABLE_X64=1 before importing JAX, or "
-            "call jax.config.update('jax_enable_x64', True) at start-up.",
-            UserWarning,
-            stacklevel=3,
-        )
+def _warn_if_downcast() -> None:
+    """Warn, once per process, that float64 input is computed in float32."""
+    global _downcast_warned
+    if _downcast_warned or jax.config.read("jax_enable_x64"):  # type: ignore[no-untyped-call]
+        return
+    _downcast_warned = True
+    warnings.warn(
+        "diffops: a float64 input is being computed in float32 by JAX, because "
+        "JAX's 64-bit mode is off, so results are float32. To compute in float64, "
+        "set the environment variable JAX_ENABLE_X64=1 before importing JAX, or "
+        "call jax.config.update('jax_enable_x64', True) at start-up.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 class NumpyReturningFunction:
     """A JAX function, compiled or not, that returns NumPy arrays.
 
     Outputs that are JAX arrays come back as NumPy arrays (read-only views of the
-    JAX buffers); a :class:`Pullback` comes back as a :class:`~diffops.BoundProduct`
-    whose argument has the shape of the output after it (``H`` for ``mtp``, ``J`` for
-    ``mhp``, the value for ``vjp``). For the functions made by this module's
-    operators, ``x`` is checked and converted to a float NumPy array first.
+    JAX buffers); a :class:`Pullback` comes back as a function applying it.
     """
 
     def __init__(self, function: Callable[..., Any], *, compile: bool) -> None:
@@ -282,25 +279,11 @@ class NumpyReturningFunction:
         self.compile = compile
         self._call = jax.jit(function) if compile else function
         self._apply = _apply_compiled if compile else _apply_eager
-        operator = function.name if isinstance(function, DerivativeFunction) else None
-        self._product_name = _PRODUCT_NAMES.get(operator or "", "product")
-        self._takes_vector = operator is not None
         functools.update_wrapper(self, function, updated=())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._takes_vector:
-            (x,) = args
-            x = as_input_vector(x)
-            if _downcast_warning_pending:
-                _warn_if_downcast(x)
-            args = (x,)
         output = self._call(*args, **kwargs)
         if type(output) is tuple:
-            if type(output[0]) is Pullback:
-                product = BoundProduct(
-                    self._apply, output[0], output[1].shape, self._product_name
-                )
-                return (product, *(np.asarray(value) for value in output[1:]))
             return tuple(self._as_numpy(value) for value in output)
         return self._as_numpy(output)
 
@@ -316,12 +299,50 @@ class NumpyReturningFunction:
         return f"<{kind} JAX function {self.function!r} returning NumPy arrays>"
 
 
+class NumpyReturningDerivative(NumpyReturningFunction):
+    """A derivative function made by this module's operators, returning NumPy.
+
+    ``x`` is checked and converted to a float NumPy array first. The outputs are a
+    tuple of JAX arrays, the first of which is a :class:`Pullback` for the product
+    operators; it comes back as a :class:`~diffops.BoundProduct` whose argument has
+    the shape of the output after it (``H`` for ``mtp``, ``J`` for ``mhp``, the
+    value for ``vjp``). This is the per-call path, so it does no more than that.
+    """
+
+    def __init__(self, function: DerivativeFunction, *, compile: bool) -> None:
+        super().__init__(function, compile=compile)
+        self._product_name = _PRODUCT_NAMES.get(function.name)
+        # Checked until the first float64 input: precision is fixed by then.
+        self._precision_unchecked = True
+
+    def __call__(self, x: Any) -> Any:
+        x = as_input_vector(x)
+        if self._precision_unchecked and x.dtype == np.float64:
+            self._precision_unchecked = False
+            _warn_if_downcast()
+        output = self._call(x)
+        if self._product_name is None:
+            return tuple(map(np.asarray, output))
+        product = BoundProduct(
+            self._apply, output[0], output[1].shape, self._product_name
+        )
+        return (product, *map(np.asarray, output[1:]))
+
+
+def _numpy_returning(
+    function: Callable[..., Any], compile: bool
+) -> NumpyReturningFunction:
+    if isinstance(function, DerivativeFunction):
+        return NumpyReturningDerivative(function, compile=compile)
+    return NumpyReturningFunction(function, compile=compile)
+
+
 def jit_and_return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
     """Compile a JAX function with :func:`jax.jit` and make it return NumPy arrays.
 
     The function wrapper of the ``jax`` backend.
     """
-    return NumpyReturningFunction(function, compile=True)
+    return _numpy_returning(function, compile=True)
 
 
 def return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
@@ -329,4 +350,4 @@ def return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
 
     The function wrapper of the ``jax_nojit`` backend.
     """
-    return NumpyReturningFunction(function, compile=False)
+    return _numpy_returning(function, compile=False)
