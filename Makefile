@@ -21,7 +21,7 @@ lint: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet -e ".[all]" --group dev
+	$(BIN)/python -m pip install --quiet -e ".[all,bench]" --group dev
 	touch $(STAMP)
 
 clean:

@@ -1,4 +1,4 @@
-"""Command line: ``diffops backends`` and ``diffops demo``."""
+"""Command line: ``diffops backends``, ``diffops demo`` and ``diffops bench``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib.metadata
 import sys
 from collections.abc import Sequence
 
-from diffops.registry import REGISTERED_BACKENDS, get_backend
+from diffops.registry import DIFF_OPS, REGISTERED_BACKENDS, get_backend
 
 __all__ = ["main"]
 
@@ -70,6 +70,41 @@ def _demo(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(arguments: argparse.Namespace) -> int:
+    from diffops import bench
+
+    _enable_jax_float64()
+    measurements = bench.run_bench(
+        arguments.backend,
+        arguments.operator or DIFF_OPS,
+        arguments.size or bench.DEFAULT_SIZES,
+        repeats=arguments.repeats,
+        peer=not arguments.no_peer,
+        progress=sys.stderr if sys.stderr.isatty() or arguments.progress else None,
+    )
+    print(
+        "µs per call, median over interleaved repeats; ours/fw = diffops ÷ the "
+        "framework written directly;\npeer/ours = mici ÷ diffops (speed-up); build "
+        "and 1st call are diffops' one-off costs.\n"
+    )
+    bench.report(measurements)
+    if arguments.json:
+        bench.write_json(measurements, arguments.json)
+        print(f"\nwrote {arguments.json}")
+    if arguments.plot:
+        bench.plot(measurements, arguments.plot)
+        print(f"wrote {arguments.plot}")
+    if arguments.memory:
+        if not get_backend("jax").available:
+            print("\n--memory needs the jax backend, which is not installed.")
+            return 1
+        calls = arguments.memory_calls
+        print(f"\nResident memory growth over {calls} calls of each jax function (MB):")
+        for operator, megabytes in bench.measure_memory(calls).items():
+            print(f"  {operator:<28} {megabytes:8.2f}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffops", description="Derivative functions from autodiff frameworks."
@@ -88,6 +123,56 @@ def _parser() -> argparse.ArgumentParser:
         help="backend to include (repeatable; default: all available)",
     )
     demo.set_defaults(run=_demo)
+    bench = commands.add_parser(
+        "bench", help="time every operator against the framework and the peer (mici)"
+    )
+    bench.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="backend to measure (repeatable; default: all available)",
+    )
+    bench.add_argument(
+        "--operator",
+        action="append",
+        metavar="OP",
+        choices=list(DIFF_OPS),
+        help="operator (repeatable)",
+    )
+    bench.add_argument(
+        "--size",
+        action="append",
+        type=int,
+        metavar="N",
+        help="dimension n (repeatable; default: 3, 30, 300)",
+    )
+    bench.add_argument(
+        "--repeats",
+        type=int,
+        default=7,
+        help="interleaved repeats per figure (default: 7)",
+    )
+    bench.add_argument("--no-peer", action="store_true", help="leave mici out")
+    bench.add_argument("--plot", metavar="FILE.png", help="draw latency against n")
+    bench.add_argument("--json", metavar="FILE", help="write the raw figures")
+    bench.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure memory growth of the jax functions",
+    )
+    bench.add_argument(
+        "--memory-calls",
+        type=int,
+        default=100_000,
+        metavar="K",
+        help="calls per function for --memory (default: 100000)",
+    )
+    bench.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the progress bar even when stderr is not a terminal",
+    )
+    bench.set_defaults(run=_bench)  # fmt: skip
     return parser
 
 

@@ -1,0 +1,511 @@
+"""``diffops bench``: per-call latency of every operator, side by side.
+
+For each backend, operator and size ``n``, three variants of the same derivative
+function are built and timed in one process, with interleaved repeats so that the
+machine's drift affects all three alike:
+
+* ``diffops``: :func:`diffops.autodiff_fallback`;
+* ``framework``: the same computation written directly in the framework
+  (``jax.jit(jax.value_and_grad(f))`` and friends, outputs converted to NumPy);
+* ``peer``: ``mici.autodiff.autodiff_fallback``, when ``mici`` is installed.
+
+Product callables (``mtp``, ``mhp``, ``vjp``) are timed the same way. The bench also
+records the cost of building each derivative function and of its first call
+(compilation or symbolic generation), and with ``memory=True`` the growth of resident
+memory over many calls of each ``jax`` derivative function.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from diffops.namespaces import ArrayNamespace, array_namespace
+from diffops.registry import DIFF_OPS, autodiff_fallback, available_backends
+from diffops.validation import SCALAR_OPERATORS
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "Measurement",
+    "measure_memory",
+    "plot",
+    "run_bench",
+    "sample_scalar_function",
+    "sample_vector_function",
+]
+
+DEFAULT_SIZES = (3, 30, 300)
+SYMBOLIC_SIZE_LIMIT = 30
+"""Largest ``n`` for which the bench asks SymNum to generate code (minutes beyond)."""
+
+VARIANTS = ("diffops", "framework", "peer")
+
+
+def sample_scalar_function(xp: ArrayNamespace, n: int) -> Callable[..., Any]:
+    """``f(x) = x₀²/8 + Σ_{i≥1} (x_i - x_{i-1}²/2)²/2``: a chain of bananas."""
+
+    def neg_log_density(x: Any) -> Any:
+        return x[0] ** 2 / 8 + xp.sum((x[1:] - x[:-1] ** 2 / 2) ** 2) / 2
+
+    return xp.prepare(neg_log_density, n)
+
+
+def sample_vector_function(xp: ArrayNamespace, n: int) -> Callable[..., Any]:
+    """``c(x) = [Σ x_i² - 1, Σ_{i≥1} x_i x_{i-1}]``: two constraints, ``m = 2``."""
+
+    def constraint(x: Any) -> Any:
+        return xp.stack([xp.sum(x**2) - 1.0, xp.sum(x[1:] * x[:-1])])
+
+    return xp.prepare(constraint, n)
+
+
+@dataclass
+class Measurement:
+    """Timings of one backend, operator and size; microseconds per call."""
+
+    backend: str
+    operator: str
+    n: int
+    target: str  # "call" (the derivative function) or "product" (mtp, mhp, vjp)
+    median_us: dict[str, float] = field(default_factory=dict)
+    min_us: dict[str, float] = field(default_factory=dict)
+    build_s: dict[str, float] = field(default_factory=dict)
+    first_call_s: dict[str, float] = field(default_factory=dict)
+    max_deviation: float = 0.0
+
+    def ratio(self, numerator: str, denominator: str) -> float | None:
+        """Ratio of median times, or ``None`` when either was not measured."""
+        if numerator in self.median_us and denominator in self.median_us:
+            return self.median_us[numerator] / self.median_us[denominator]
+        return None
+
+
+# The same computations written directly in each framework.
+
+
+def _as_numpy(value: Any) -> Any:
+    return value if callable(value) else np.asarray(value)
+
+
+def _jax_equivalent(operator: str, func: Callable[..., Any], compile: bool) -> Any:
+    import jax
+
+    def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+        return jax.jit(function) if compile else function
+
+    def grad_and_value(x: Any) -> Any:
+        value, grad = jax.value_and_grad(func)(x)
+        return grad, value
+
+    def with_grad_and_value(x: Any) -> tuple[Any, Any]:
+        return jax.grad(func)(x), func(x)
+
+    definitions = {
+        "grad_and_value": grad_and_value,
+        "hessian_grad_and_value": lambda x: (
+            jax.hessian(func)(x),
+            *with_grad_and_value(x),
+        ),
+        "mtp_hessian_grad_and_value": lambda x: (
+            *reversed(jax.vjp(jax.hessian(func), x)),
+            *with_grad_and_value(x),
+        ),
+        "jacobian_and_value": lambda x: (jax.jacrev(func)(x), func(x)),
+        "mhp_jacobian_and_value": lambda x: (
+            *reversed(jax.vjp(jax.jacrev(func), x)),
+            func(x),
+        ),
+        "vjp_and_value": lambda x: tuple(reversed(jax.vjp(func, x))),
+    }
+    function = compiled(definitions[operator])
+    apply = compiled(lambda pullback, argument: pullback(argument)[0])
+
+    def call(x: Any) -> Any:
+        outputs = tuple(map(_as_numpy, function(x)))
+        if callable(outputs[0]):
+            return (functools.partial(_apply_numpy, apply, outputs[0]), *outputs[1:])
+        return outputs
+
+    return call
+
+
+def _apply_numpy(apply: Callable[..., Any], pullback: Any, argument: Any) -> Any:
+    return np.asarray(apply(pullback, argument))
+
+
+def _autograd_equivalent(operator: str, func: Callable[..., Any]) -> Any:
+    import autograd
+
+    def grad_and_value(x: Any) -> Any:
+        value, grad = autograd.value_and_grad(func)(x)
+        return grad, value
+
+    def with_pullback(derivative: Callable[..., Any], x: Any) -> Any:
+        pullback, value = autograd.make_vjp(derivative)(x)
+        return pullback, value
+
+    definitions = {
+        "grad_and_value": grad_and_value,
+        "hessian_grad_and_value": lambda x: (
+            autograd.hessian(func)(x),
+            *grad_and_value(x),
+        ),
+        "mtp_hessian_grad_and_value": lambda x: (
+            *with_pullback(autograd.hessian(func), x),
+            *grad_and_value(x),
+        ),
+        "jacobian_and_value": lambda x: (autograd.jacobian(func)(x), func(x)),
+        "mhp_jacobian_and_value": lambda x: (
+            *with_pullback(autograd.jacobian(func), x),
+            func(x),
+        ),
+        "vjp_and_value": lambda x: with_pullback(func, x),
+    }
+    return definitions[operator]
+
+
+_SYMNUM_OPERATORS = {
+    "grad_and_value": "grad",
+    "hessian_grad_and_value": "hessian",
+    "mtp_hessian_grad_and_value": "matrix_tressian_product",
+    "jacobian_and_value": "jacobian",
+    "mhp_jacobian_and_value": "matrix_hessian_product",
+    "vjp_and_value": "vector_jacobian_product",
+}
+
+
+def _framework_equivalent(
+    backend: str, operator: str, func: Callable[..., Any]
+) -> Callable[..., Any]:
+    if backend in ("jax", "jax_nojit"):
+        return _jax_equivalent(operator, func, compile=backend == "jax")  # type: ignore[no-any-return]
+    if backend == "autograd":
+        return _autograd_equivalent(operator, func)  # type: ignore[no-any-return]
+    if backend == "symnum":
+        import symnum
+
+        generated: Callable[..., Any] = getattr(symnum, _SYMNUM_OPERATORS[operator])(
+            func, return_aux=True
+        )
+        return generated
+    msg = f"no framework equivalent is written for backend {backend!r}"
+    raise ValueError(msg)
+
+
+def _peer(backend: str, operator: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    from mici.autodiff import autodiff_fallback as peer_fallback
+
+    derivative: Callable[..., Any] = peer_fallback(
+        None, func, operator, operator, backend
+    )
+    return derivative
+
+
+def _peer_available() -> bool:
+    return importlib.util.find_spec("mici") is not None
+
+
+# Timing.
+
+
+def _batch_size(call: Callable[[], Any], seconds: float) -> int:
+    """Number of calls that take about ``seconds``, at least one."""
+    start = time.perf_counter()
+    call()
+    elapsed = time.perf_counter() - start
+    return max(1, int(seconds / max(elapsed, 1e-7)))
+
+
+def _interleaved(
+    calls: dict[str, Callable[[], Any]], repeats: int, seconds: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median and minimum microseconds per call, variants timed in turn."""
+    sizes = {name: _batch_size(call, seconds) for name, call in calls.items()}
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            for _ in range(sizes[name]):
+                call()
+            samples[name].append((time.perf_counter() - start) / sizes[name] * 1e6)
+    return (
+        {name: float(np.median(values)) for name, values in samples.items()},
+        {name: float(np.min(values)) for name, values in samples.items()},
+    )
+
+
+def _deviation(outputs: Iterable[Sequence[Any]], argument: Any) -> float:
+    """Largest difference between the variants' outputs (products at ``argument``)."""
+    evaluated = [
+        [value(argument) if callable(value) else np.asarray(value) for value in output]
+        for output in outputs
+    ]
+    reference = evaluated[0]
+    return max(
+        (
+            float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+            for other in evaluated[1:]
+            for a, b in zip(other, reference, strict=True)
+        ),
+        default=0.0,
+    )
+
+
+class _Progress:
+    """A one-line progress bar on a terminal stream."""
+
+    def __init__(self, total: int, stream: TextIO | None) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+
+    def step(self, label: str) -> None:
+        if self.stream is None:
+            return
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"{label:<45}"
+        )
+        self.stream.flush()
+        self.done += 1
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.write("\r" + " " * 90 + "\r")
+            self.stream.flush()
+
+
+def _timed_build(build: Callable[[], Callable[..., Any]], x: np.ndarray) -> Any:
+    start = time.perf_counter()
+    function = build()
+    built = time.perf_counter()
+    output = function(x)
+    return function, output, built - start, time.perf_counter() - built
+
+
+def run_bench(
+    backends: Sequence[str] | None = None,
+    operators: Sequence[str] = DIFF_OPS,
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    *,
+    repeats: int = 7,
+    seconds_per_batch: float = 0.01,
+    peer: bool = True,
+    progress: TextIO | None = None,
+) -> list[Measurement]:
+    """Measure every backend × operator × size; see the module docstring.
+
+    Args:
+        backends: Backends to measure; default every available one.
+        operators: Operators to measure, from :data:`~diffops.DIFF_OPS`.
+        sizes: Values of ``n``.
+        repeats: Interleaved repeats per variant; median and min are over these.
+        seconds_per_batch: Target duration of one timed batch of calls.
+        peer: Whether to include ``mici`` when it is installed.
+        progress: Stream for a progress bar, or ``None``.
+
+    Returns:
+        One :class:`Measurement` per backend, operator, size and target.
+    """
+    backends = tuple(available_backends() if backends is None else backends)
+    unknown = sorted(set(operators) - set(DIFF_OPS))
+    if unknown:
+        msg = f"operators must be among {DIFF_OPS}; got {unknown}."
+        raise ValueError(msg)
+    with_peer = peer and _peer_available()
+    cases = [
+        (backend, operator, n)
+        for backend in backends
+        for n in sizes
+        for operator in operators
+        if not (backend == "symnum" and n > SYMBOLIC_SIZE_LIMIT)
+    ]
+    bar = _Progress(len(cases), progress)
+    rng = np.random.default_rng(0)
+    measurements = []
+    for backend, operator, n in cases:
+        bar.step(f"{backend} {operator} n={n}")
+        xp = array_namespace(backend)
+        scalar = operator in SCALAR_OPERATORS
+        make = sample_scalar_function if scalar else sample_vector_function
+        func = make(xp, n)
+        x = rng.uniform(-1, 1, n)
+        builders: dict[str, Callable[[], Callable[..., Any]]] = {
+            "diffops": functools.partial(
+                autodiff_fallback, None, func, operator, operator, backend
+            ),
+            "framework": functools.partial(
+                _framework_equivalent, backend, operator, func
+            ),
+        }
+        if with_peer:
+            builders["peer"] = functools.partial(_peer, backend, operator, func)
+        built = {name: _timed_build(build, x) for name, build in builders.items()}
+        call = Measurement(backend, operator, n, "call")
+        for name, (_, _, build_s, first_s) in built.items():
+            call.build_s[name], call.first_call_s[name] = build_s, first_s
+        outputs = {name: output for name, (_, output, _, _) in built.items()}
+        argument = None
+        if callable(outputs["diffops"][0]):
+            shape = np.shape(outputs["diffops"][1])
+            argument = rng.standard_normal(shape)
+        call.max_deviation = _deviation(outputs.values(), argument)
+        call.median_us, call.min_us = _interleaved(
+            {
+                name: functools.partial(function, x)
+                for name, (function, _, _, _) in built.items()
+            },
+            repeats,
+            seconds_per_batch,
+        )
+        measurements.append(call)
+        if argument is not None:
+            product = Measurement(backend, operator, n, "product")
+            product.max_deviation = call.max_deviation
+            product.median_us, product.min_us = _interleaved(
+                {
+                    name: functools.partial(output[0], argument)
+                    for name, output in outputs.items()
+                },
+                repeats,
+                seconds_per_batch,
+            )
+            measurements.append(product)
+    bar.close()
+    return measurements
+
+
+def _resident_megabytes() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    import resource
+
+    return pages * resource.getpagesize() / 2**20
+
+
+def measure_memory(
+    calls: int = 100_000, n: int = 3, backend: str = "jax"
+) -> dict[str, float]:
+    """Growth of resident memory (MB) over ``calls`` calls of each derivative function.
+
+    Each function is warmed up (compiled, caches filled) with 1 000 calls first; the
+    products are applied on every call too, so their buffers are counted.
+    """
+    xp = array_namespace(backend)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, n)
+    growth = {}
+    for operator in DIFF_OPS:
+        scalar = operator in SCALAR_OPERATORS
+        func = (sample_scalar_function if scalar else sample_vector_function)(xp, n)
+        derivative = autodiff_fallback(None, func, operator, operator, backend)
+        outputs = derivative(x)
+        argument = (
+            rng.standard_normal(np.shape(outputs[1])) if callable(outputs[0]) else None
+        )
+
+        def call(d: Callable[..., Any] = derivative, a: Any = argument) -> None:
+            outputs = d(x)
+            if a is not None:
+                outputs[0](a)
+
+        for _ in range(1000):
+            call()
+        before = _resident_megabytes()
+        for _ in range(calls):
+            call()
+        growth[operator] = _resident_megabytes() - before
+    return growth
+
+
+# Reporting.
+
+
+def _figure(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(measurements: Sequence[Measurement]) -> str:
+    """Microseconds per call (median, min) and the ratios, one line per measurement."""
+    header = (
+        f"{'backend':<10}{'operator':<28}{'n':>4} {'what':<8}"
+        f"{'diffops µs':>12}{'(min)':>9}{'framework':>11}{'ours/fw':>9}"
+        f"{'peer µs':>11}{'peer/ours':>10}{'build s':>9}{'1st call s':>11}"
+    )
+    lines = [header, "-" * len(header)]
+    for m in measurements:
+        ours = m.median_us.get("diffops")
+        lines.append(
+            f"{m.backend:<10}{m.operator:<28}{m.n:>4} {m.target:<8}"
+            f"{_figure(ours):>12}{_figure(m.min_us.get('diffops')):>9}"
+            f"{_figure(m.median_us.get('framework')):>11}"
+            f"{_figure(m.ratio('diffops', 'framework'), 2):>9}"
+            f"{_figure(m.median_us.get('peer')):>11}"
+            f"{_figure(m.ratio('peer', 'diffops'), 1):>10}"
+            f"{_figure(m.build_s.get('diffops'), 3):>9}"
+            f"{_figure(m.first_call_s.get('diffops'), 3):>11}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_json(measurements: Sequence[Measurement], path: str | Path) -> None:
+    """Write the raw figures as a JSON list of measurements."""
+    Path(path).write_text(json.dumps([asdict(m) for m in measurements], indent=1))
+
+
+def plot(measurements: Sequence[Measurement], path: str | Path) -> None:
+    """Latency against ``n`` on log-log axes, one panel per backend.
+
+    Solid lines: diffops; dashed: the framework written directly; dotted: the peer.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = list(dict.fromkeys(m.backend for m in measurements))
+    figure, axes = plt.subplots(
+        1, len(backends), figsize=(4.5 * len(backends), 4), squeeze=False
+    )
+    styles = {"diffops": "-", "framework": "--", "peer": ":"}
+    for axis, backend in zip(axes[0], backends, strict=True):
+        series: dict[tuple[str, str], list[Measurement]] = {}
+        for m in measurements:
+            if m.backend == backend:
+                label = m.operator if m.target == "call" else f"{m.operator} product"
+                series.setdefault((label, m.target), []).append(m)
+        for index, ((label, _), points) in enumerate(series.items()):
+            colour = f"C{index % 10}"
+            for variant, style in styles.items():
+                xs = [m.n for m in points if variant in m.median_us]
+                ys = [m.median_us[variant] for m in points if variant in m.median_us]
+                if xs:
+                    axis.plot(
+                        xs, ys, style, color=colour, marker="o", markersize=3,
+                        label=label if variant == "diffops" else None,
+                    )  # fmt: skip
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_title(backend)
+        axis.set_xlabel("n")
+        axis.set_ylabel("µs per call (median)")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=6)
+    figure.suptitle("diffops (solid), framework directly (dashed), mici (dotted)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def report(measurements: Sequence[Measurement], stream: TextIO = sys.stdout) -> None:
+    """Print the table."""
+    stream.write(format_table(measurements))
