@@ -21,6 +21,9 @@ lint: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	# The CPU build of torch lies on this machine's disk; asking for it first keeps pip
+	# from fetching a CUDA build for the torch>=2.1 of the extras.
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[all,bench]" --group dev
 	touch $(STAMP)
 

@@ -15,7 +15,7 @@ os.environ["JAX_ENABLE_X64"] = "1"
 import diffops
 from diffops.namespaces import array_namespace
 
-BUILTIN_BACKENDS = ("jax", "jax_nojit", "autograd", "symnum")
+BUILTIN_BACKENDS = ("jax", "jax_nojit", "autograd", "symnum", "torch")
 
 
 def installed(backend: str) -> Any:

@@ -137,7 +137,7 @@ def test_products_are_bound_to_their_point(backend, operator, argument_shape):
     assert not np.allclose(product_elsewhere(argument), before)
 
 
-@pytest.mark.parametrize("backend", ["jax_nojit", "autograd"])
+@pytest.mark.parametrize("backend", ["jax_nojit", "autograd", "torch"])
 def test_products_do_not_evaluate_the_function_again(backend):
     """Where Python runs per call, applying mtp, mhp or vjp does not run f."""
     calls = []

@@ -15,6 +15,10 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index):
+    if '"cuda"' in BLOCKS[index]:
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("this example needs a CUDA device")
     result = subprocess.run(
         [sys.executable, "-c", BLOCKS[index]],
         capture_output=True, text=True, check=False, timeout=300,

@@ -165,7 +165,7 @@ def test_fallback_rejects_non_callable_func():
         autodiff_fallback(None, 3, "grad_and_value", "grad", "autograd")
 
 
-@pytest.mark.parametrize("backend", ["jax", "jax_nojit", "autograd", "symnum"])
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit", "autograd", "symnum", "torch"])
 def test_fallback_with_missing_framework_says_so(backend):
     framework = backend.removesuffix("_nojit")
     result = run_python(

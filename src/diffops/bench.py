@@ -173,6 +173,47 @@ def _autograd_equivalent(operator: str, func: Callable[..., Any]) -> Any:
     return definitions[operator]
 
 
+def _torch_equivalent(operator: str, func: Callable[..., Any]) -> Any:
+    import torch
+    import torch.func as tf
+
+    def grad_and_value(x: Any) -> Any:
+        return tf.grad_and_value(func)(x)
+
+    definitions: dict[str, Callable[[Any], tuple[Any, ...]]] = {
+        "grad_and_value": grad_and_value,
+        "hessian_grad_and_value": lambda x: (tf.hessian(func)(x), *grad_and_value(x)),
+        "mtp_hessian_grad_and_value": lambda x: (
+            *reversed(tf.vjp(tf.hessian(func), x)),
+            *grad_and_value(x),
+        ),
+        "jacobian_and_value": lambda x: (tf.jacrev(func)(x), func(x)),
+        "mhp_jacobian_and_value": lambda x: (
+            *reversed(tf.vjp(tf.jacrev(func), x)),
+            func(x),
+        ),
+        "vjp_and_value": lambda x: tuple(reversed(tf.vjp(func, x))),
+    }
+    definition = definitions[operator]
+
+    def to_numpy(value: Any) -> Any:
+        if callable(value):
+            return functools.partial(_torch_apply, value)
+        return value.detach().numpy()
+
+    def call(x: Any) -> Any:
+        outputs: tuple[Any, ...] = definition(torch.from_numpy(x))
+        return tuple(map(to_numpy, outputs))
+
+    return call
+
+
+def _torch_apply(pullback: Callable[..., Any], argument: Any) -> Any:
+    import torch
+
+    return pullback(torch.from_numpy(argument))[0].detach().numpy()
+
+
 _SYMNUM_OPERATORS = {
     "grad_and_value": "grad",
     "hessian_grad_and_value": "hessian",
@@ -190,6 +231,8 @@ def _framework_equivalent(
         return _jax_equivalent(operator, func, compile=backend == "jax")  # type: ignore[no-any-return]
     if backend == "autograd":
         return _autograd_equivalent(operator, func)  # type: ignore[no-any-return]
+    if backend == "torch":
+        return _torch_equivalent(operator, func)  # type: ignore[no-any-return]
     if backend == "symnum":
         import symnum
 
@@ -208,6 +251,9 @@ def _peer(backend: str, operator: str, func: Callable[..., Any]) -> Callable[...
         None, func, operator, operator, backend
     )
     return derivative
+
+
+_PEER_BACKENDS = ("jax", "jax_nojit", "autograd", "symnum")
 
 
 def _peer_available() -> bool:
@@ -347,7 +393,7 @@ def run_bench(
                 _framework_equivalent, backend, operator, func
             ),
         }
-        if with_peer:
+        if with_peer and backend in _PEER_BACKENDS:
             builders["peer"] = functools.partial(_peer, backend, operator, func)
         built = {name: _timed_build(build, x) for name, build in builders.items()}
         call = Measurement(backend, operator, n, "call")
@@ -473,11 +519,16 @@ def plot(measurements: Sequence[Measurement], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     backends = list(dict.fromkeys(m.backend for m in measurements))
-    figure, axes = plt.subplots(
-        1, len(backends), figsize=(4.5 * len(backends), 4), squeeze=False
+    columns = min(3, len(backends))
+    rows = -(-len(backends) // columns)
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False
     )
+    axes = grid.ravel()
+    for unused in axes[len(backends) :]:
+        unused.set_visible(False)
     styles = {"diffops": "-", "framework": "--", "peer": ":"}
-    for axis, backend in zip(axes[0], backends, strict=True):
+    for axis, backend in zip(axes, backends, strict=False):
         series: dict[tuple[str, str], list[Measurement]] = {}
         for m in measurements:
             if m.backend == backend:
@@ -499,7 +550,7 @@ def plot(measurements: Sequence[Measurement], path: str | Path) -> None:
         axis.set_xlabel("n")
         axis.set_ylabel("µs per call (median)")
         axis.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=6)
+    axes[0].legend(fontsize=6)
     figure.suptitle("diffops (solid), framework directly (dashed), mici (dotted)")
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -67,6 +67,7 @@ _BUILTIN_BACKENDS: dict[str, _BuiltinBackend] = {
     "jax_nojit": _BuiltinBackend("diffops.backends.jax", "return_numpy_arrays", "jax"),
     "autograd": _BuiltinBackend("diffops.backends.autograd", None, "autograd"),
     "symnum": _BuiltinBackend("diffops.backends.symnum", None, "symnum"),
+    "torch": _BuiltinBackend("diffops.backends.torch", "return_numpy_arrays", "torch"),
 }
 
 
