@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU build of torch lies on this machine's disk; asking for it first keeps pip
 	# from fetching a CUDA build for the torch>=2.1 of the extras.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[all,bench]" --group dev
+	$(BIN)/python -m pip install --quiet -e ".[all,bench,distributed]" --group dev
 	touch $(STAMP)
 
 clean:

@@ -5,8 +5,12 @@ callable of ``x`` that checks ``x`` and hands it to the backend's transform. A
 :class:`BoundProduct` is one of the linear maps ``mtp``, ``mhp`` and ``vjp`` that a
 derivative function returns: it holds what the backend kept from the evaluation at
 ``x`` (residuals of a reverse pass, a generated closure) and applies it to a new
-matrix or vector without evaluating the function at ``x`` again. Both are defined at
-module level so that they pickle.
+matrix or vector without evaluating the function at ``x`` again.
+
+Both are defined at module level so that they pickle. A derivative function pickles
+as its recipe (the operator, the function, the backend's helpers), never as compiled
+code. A bound product pickles as the derivative function that made it and the point
+``x``; unpickled, it evaluates the derivative function at ``x`` once, on first use.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ import numpy as np
 
 from diffops.validation import as_product_argument, check_callable
 
-__all__ = ["BoundProduct", "DerivativeFunction"]
+__all__ = ["PRODUCT_NAMES", "BoundProduct", "DerivativeFunction", "bind_product"]
+
+PRODUCT_NAMES = {
+    "vjp_and_value": "vjp",
+    "mtp_hessian_grad_and_value": "mtp",
+    "mhp_jacobian_and_value": "mhp",
+}
+"""The product each product operator returns first."""
 
 
 class DerivativeFunction:
@@ -29,6 +40,9 @@ class DerivativeFunction:
         transform: ``transform(func, x)`` computes the operator's outputs at ``x``.
         func: The function being differentiated.
         prepare: Checks and converts ``x`` before ``transform`` sees it.
+        apply: For product operators whose ``transform`` returns the backend's
+            product state first: ``apply(state, argument)``, which computes the
+            product. ``None`` when ``transform``'s outputs are returned as they are.
     """
 
     def __init__(
@@ -37,15 +51,22 @@ class DerivativeFunction:
         transform: Callable[[Callable[..., Any], Any], Any],
         func: Callable[..., Any],
         prepare: Callable[[Any], Any],
+        apply: Callable[[Any, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         check_callable(func, name)
         self.name = name
         self.transform = transform
         self.func = func
         self.prepare = prepare
+        self.apply = apply
 
     def __call__(self, x: Any) -> Any:
-        return self.transform(self.func, self.prepare(x))
+        x = self.prepare(x)
+        outputs = self.transform(self.func, x)
+        if self.apply is None:
+            return outputs
+        state, *rest = outputs
+        return (bind_product(self.apply, state, rest[0], self, x), *rest)
 
     def __repr__(self) -> str:
         return f"{self.name}({getattr(self.func, '__name__', self.func)!r})"
@@ -60,9 +81,12 @@ class BoundProduct:
         shape: Shape the argument must have: ``(n, n)`` for ``mtp``, ``(m, n)`` for
             ``mhp``, ``(m,)`` for ``vjp``.
         name: Name of the product, for error messages and ``repr``.
+        recipe: ``(derivative, x)``, the derivative function that made this product
+            and the point, from which it is rebuilt when unpickled; without it the
+            product does not pickle.
     """
 
-    __slots__ = ("_apply", "_argument", "_name", "_shape", "_state")
+    __slots__ = ("_apply", "_argument", "_name", "_recipe", "_shape", "_state")
 
     def __init__(
         self,
@@ -70,12 +94,20 @@ class BoundProduct:
         state: Any,
         shape: tuple[int, ...],
         name: str,
+        recipe: tuple[Callable[[Any], Any], np.ndarray] | None = None,
     ) -> None:
         self._apply = apply
         self._state = state
         self._shape = shape
         self._name = name
         self._argument = "u" if len(shape) == 1 else "M"
+        self._recipe = recipe
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._recipe is None:
+            msg = f"this {self._name} was made without a recipe and cannot be pickled"
+            raise TypeError(msg)
+        return (_product_at, self._recipe)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -91,3 +123,32 @@ class BoundProduct:
 
     def __repr__(self) -> str:
         return f"<{self._name}: {self._argument} of shape {self._shape} -> (n,)>"
+
+
+def _product_at(derivative: Callable[[Any], Any], x: np.ndarray) -> Any:
+    """The product that ``derivative`` returns at ``x``: how a product unpickles."""
+    return derivative(x)[0]
+
+
+def bind_product(
+    apply: Callable[[Any, np.ndarray], np.ndarray],
+    state: Any,
+    next_output: Any,
+    derivative: Callable[[Any], Any] | DerivativeFunction,
+    x: Any,
+) -> BoundProduct:
+    """The :class:`BoundProduct` of a product operator's evaluation at ``x``.
+
+    Its argument has the shape of ``next_output``, the output after it: ``H`` for
+    ``mtp``, ``J`` for ``mhp``, the value for ``vjp``. ``derivative`` is the function
+    the user called (it names the product and rebuilds it when unpickled); ``x`` is
+    copied, since callers may update their point in place afterwards.
+    """
+    operator = getattr(derivative, "name", "")
+    return BoundProduct(
+        apply,
+        state,
+        tuple(np.shape(next_output)),
+        PRODUCT_NAMES.get(operator, "product"),
+        (derivative, np.array(x, copy=True)),
+    )

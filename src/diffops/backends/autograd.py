@@ -8,17 +8,21 @@ orders are carried out as plain values, so a pullback never pushes zero cotangen
 back through the graph of ``f`` (which doubles the cost of each Hessian row, and of
 each ``mtp`` and ``mhp``, when done naively). Autograd has no function wrapper: its
 functions take and return NumPy arrays already.
+
+Autograd numbers nested traces with one process-wide counter, which threads running
+at once would corrupt, so the traced work of every operator holds one lock.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from diffops.functions import BoundProduct, DerivativeFunction
+from diffops.functions import DerivativeFunction
 from diffops.validation import (
     as_input_vector,
     check_scalar_output,
@@ -106,26 +110,48 @@ def _jacobian_and_value(
     return jacobian, value
 
 
+_TRACE_LOCK = threading.RLock()
+
+
+def _locked(transform: Callable[..., Any], func: Callable[..., Any], x: Any) -> Any:
+    with _TRACE_LOCK:
+        return transform(func, x)
+
+
 def _apply_pullback(pullback: Callable[[Any], Any], argument: np.ndarray) -> Any:
-    return pullback(argument)
+    with _TRACE_LOCK:
+        return pullback(argument)
 
 
 def _product_of_first_output(
     transform: Callable[..., tuple[Any, ...]],
     operator: str,
-    product: str,
     func: Callable[..., Any],
     x: np.ndarray,
 ) -> tuple[Any, ...]:
     pullback, first, rest = _pullback_of_first(transform, func, operator, x)
-    bound = BoundProduct(_apply_pullback, pullback, np.shape(first), product)
-    return (bound, first, *rest)
+    return (pullback, first, *rest)
 
 
 def _vjp_and_value(func: Callable[..., Any], x: np.ndarray) -> tuple[Any, Any]:
     pullback, value = make_vjp(func, x)
     check_vector_output(np.shape(value), "vjp_and_value")
-    return BoundProduct(_apply_pullback, pullback, np.shape(value), "vjp"), value
+    return pullback, value
+
+
+def _operator(
+    name: str,
+    transform: Callable[..., Any],
+    func: Callable[..., Any],
+    product: bool = False,
+) -> DerivativeFunction:
+    return DerivativeFunction(
+        name,
+        functools.partial(_locked, transform),
+        func,
+        as_input_vector,
+        _apply_pullback if product else None,
+    )
 
 
 def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
@@ -134,12 +160,12 @@ def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     ``vjp(u) = u @ J`` with ``J[i, k] = ∂c[i]/∂x[k]``; ``u`` has shape ``(m,)`` and the
     product shape ``(n,)``.
     """
-    return DerivativeFunction("vjp_and_value", _vjp_and_value, func, as_input_vector)
+    return _operator("vjp_and_value", _vjp_and_value, func, product=True)
 
 
 def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
-    return DerivativeFunction("grad_and_value", _grad_and_value, func, as_input_vector)
+    return _operator("grad_and_value", _grad_and_value, func)
 
 
 def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
@@ -147,9 +173,7 @@ def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
 
     One forward pass through the gradient map, then one pullback per row of ``H``.
     """
-    return DerivativeFunction(
-        "hessian_grad_and_value", _hessian_grad_and_value, func, as_input_vector
-    )
+    return _operator("hessian_grad_and_value", _hessian_grad_and_value, func)
 
 
 def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
@@ -158,15 +182,11 @@ def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     ``mtp(M)[i] = Σ_jk M[j, k] ∂³f/∂x[i]∂x[j]∂x[k]`` for ``M`` of shape ``(n, n)``:
     the pullback of the Hessian map with cotangent ``M``.
     """
+    name = "mtp_hessian_grad_and_value"
     transform = functools.partial(
-        _product_of_first_output,
-        _hessian_grad_and_value,
-        "mtp_hessian_grad_and_value",
-        "mtp",
+        _product_of_first_output, _hessian_grad_and_value, name
     )
-    return DerivativeFunction(
-        "mtp_hessian_grad_and_value", transform, func, as_input_vector
-    )
+    return _operator(name, transform, func, product=True)
 
 
 def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
@@ -174,9 +194,7 @@ def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
 
     One forward pass, then one pullback per row of ``J``.
     """
-    return DerivativeFunction(
-        "jacobian_and_value", _jacobian_and_value, func, as_input_vector
-    )
+    return _operator("jacobian_and_value", _jacobian_and_value, func)
 
 
 def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
@@ -185,12 +203,6 @@ def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     ``mhp(M)[k] = Σ_ij M[i, j] ∂²c[i]/∂x[j]∂x[k]`` for ``M`` of shape ``(m, n)``: the
     pullback of the Jacobian map with cotangent ``M``.
     """
-    transform = functools.partial(
-        _product_of_first_output,
-        _jacobian_and_value,
-        "mhp_jacobian_and_value",
-        "mhp",
-    )
-    return DerivativeFunction(
-        "mhp_jacobian_and_value", transform, func, as_input_vector
-    )
+    name = "mhp_jacobian_and_value"
+    transform = functools.partial(_product_of_first_output, _jacobian_and_value, name)
+    return _operator(name, transform, func, product=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import BoundProduct, DerivativeFunction
+from diffops.functions import PRODUCT_NAMES, DerivativeFunction, bind_product
 from diffops.validation import (
     as_input_vector,
     check_scalar_output,
@@ -239,12 +239,6 @@ def _apply_eager(pullback: Pullback, argument: np.ndarray) -> np.ndarray:
     return np.asarray(pullback(argument))
 
 
-_PRODUCT_NAMES = {
-    "vjp_and_value": "vjp",
-    "mtp_hessian_grad_and_value": "mtp",
-    "mhp_jacobian_and_value": "mhp",
-}
-
 _downcast_warned = False
 
 
@@ -268,7 +262,9 @@ class NumpyReturningFunction:
     """A JAX function, compiled or not, that returns NumPy arrays.
 
     Outputs that are JAX arrays come back as NumPy arrays (read-only views of the
-    JAX buffers); a :class:`Pullback` comes back as a function applying it.
+    JAX buffers); a :class:`Pullback` comes back as a function applying it. Pickles
+    as ``function`` and ``compile``: compilation happens again, on first call, where
+    it is unpickled.
     """
 
     def __init__(self, function: Callable[..., Any], *, compile: bool) -> None:
@@ -280,6 +276,9 @@ class NumpyReturningFunction:
         self._call = jax.jit(function) if compile else function
         self._apply = _apply_compiled if compile else _apply_eager
         functools.update_wrapper(self, function, updated=())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_numpy_returning, (self.function, self.compile))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         output = self._call(*args, **kwargs)
@@ -304,14 +303,14 @@ class NumpyReturningDerivative(NumpyReturningFunction):
 
     ``x`` is checked and converted to a float NumPy array first. The outputs are a
     tuple of JAX arrays, the first of which is a :class:`Pullback` for the product
-    operators; it comes back as a :class:`~diffops.BoundProduct` whose argument has
-    the shape of the output after it (``H`` for ``mtp``, ``J`` for ``mhp``, the
-    value for ``vjp``). This is the per-call path, so it does no more than that.
+    operators; it comes back as a :class:`~diffops.BoundProduct`. This is the
+    per-call path, so it does no more than that.
     """
 
     def __init__(self, function: DerivativeFunction, *, compile: bool) -> None:
         super().__init__(function, compile=compile)
-        self._product_name = _PRODUCT_NAMES.get(function.name)
+        self.name = function.name
+        self._product = function.name in PRODUCT_NAMES
         # Checked until the first float64 input: precision is fixed by then.
         self._precision_unchecked = True
 
@@ -321,11 +320,9 @@ class NumpyReturningDerivative(NumpyReturningFunction):
             self._precision_unchecked = False
             _warn_if_downcast()
         output = self._call(x)
-        if self._product_name is None:
+        if not self._product:
             return tuple(map(np.asarray, output))
-        product = BoundProduct(
-            self._apply, output[0], output[1].shape, self._product_name
-        )
+        product = bind_product(self._apply, output[0], output[1], self, x)
         return (product, *map(np.asarray, output[1:]))
 
 

@@ -9,17 +9,21 @@ another device, wrap with ``return_numpy_arrays(function, device="cuda")``.
 Every operator is composed from :func:`torch.func.vjp` (reverse mode) and, for the
 Hessian, :func:`torch.func.jacfwd` (forward over reverse). The product callables
 keep the pullback of the evaluation at ``x``.
+
+PyTorch's forward-mode levels are process-wide, so threads differentiating at once
+corrupt each other's; the work of every operator holds one lock.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from diffops.functions import BoundProduct, DerivativeFunction
+from diffops.functions import PRODUCT_NAMES, DerivativeFunction, bind_product
 from diffops.validation import (
     as_input_vector,
     check_scalar_output,
@@ -61,6 +65,14 @@ class Pullback:
     def __call__(self, cotangent: Any) -> Any:
         (product,) = self.vjp(cotangent)
         return product
+
+
+_TRANSFORM_LOCK = threading.RLock()
+
+
+def _locked(transform: Callable[..., Any], func: Callable[..., Any], x: Any) -> Any:
+    with _TRANSFORM_LOCK:
+        return transform(func, x)
 
 
 def _vjp(func: Callable[..., Any], x: Any, *, has_aux: bool = False) -> Any:
@@ -160,13 +172,21 @@ def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     ``vjp(u) = u @ J`` with ``J[i, k] = ∂c[i]/∂x[k]``; ``u`` has shape ``(m,)`` and the
     product shape ``(n,)``.
     """
-    return DerivativeFunction("vjp_and_value", _vjp_and_value, func, _as_tensor_vector)
+    return DerivativeFunction(
+        "vjp_and_value",
+        functools.partial(_locked, _vjp_and_value),
+        func,
+        _as_tensor_vector,
+    )
 
 
 def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
     return DerivativeFunction(
-        "grad_and_value", _grad_and_value, func, _as_tensor_vector
+        "grad_and_value",
+        functools.partial(_locked, _grad_and_value),
+        func,
+        _as_tensor_vector,
     )
 
 
@@ -176,7 +196,10 @@ def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     Forward over reverse: :func:`torch.func.jacfwd` of the gradient.
     """
     return DerivativeFunction(
-        "hessian_grad_and_value", _hessian_grad_and_value, func, _as_tensor_vector
+        "hessian_grad_and_value",
+        functools.partial(_locked, _hessian_grad_and_value),
+        func,
+        _as_tensor_vector,
     )
 
 
@@ -188,7 +211,7 @@ def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """
     return DerivativeFunction(
         "mtp_hessian_grad_and_value",
-        _mtp_hessian_grad_and_value,
+        functools.partial(_locked, _mtp_hessian_grad_and_value),
         func,
         _as_tensor_vector,
     )
@@ -201,7 +224,10 @@ def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     :func:`torch.func.vmap`.
     """
     return DerivativeFunction(
-        "jacobian_and_value", _jacobian_and_value, func, _as_tensor_vector
+        "jacobian_and_value",
+        functools.partial(_locked, _jacobian_and_value),
+        func,
+        _as_tensor_vector,
     )
 
 
@@ -212,7 +238,10 @@ def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     pullback of the Jacobian map with cotangent ``M``.
     """
     return DerivativeFunction(
-        "mhp_jacobian_and_value", _mhp_jacobian_and_value, func, _as_tensor_vector
+        "mhp_jacobian_and_value",
+        functools.partial(_locked, _mhp_jacobian_and_value),
+        func,
+        _as_tensor_vector,
     )
 
 
@@ -225,15 +254,9 @@ def _to_numpy(value: Any) -> Any:
 def _apply_pullback(state: tuple[Pullback, Any], argument: np.ndarray) -> np.ndarray:
     pullback, like = state
     cotangent = torch.as_tensor(argument, dtype=like.dtype, device=like.device)
-    result: np.ndarray = pullback(cotangent).detach().cpu().numpy()
+    with _TRANSFORM_LOCK:
+        result: np.ndarray = pullback(cotangent).detach().cpu().numpy()
     return result
-
-
-_PRODUCT_NAMES = {
-    "vjp_and_value": "vjp",
-    "mtp_hessian_grad_and_value": "mtp",
-    "mhp_jacobian_and_value": "mhp",
-}
 
 
 class NumpyReturningFunction:
@@ -241,8 +264,7 @@ class NumpyReturningFunction:
 
     Array arguments become tensors of the same dtype on ``device`` (the CPU unless
     given); tensor outputs come back as NumPy arrays. A :class:`Pullback` output comes
-    back as a :class:`~diffops.BoundProduct` whose argument has the shape of the
-    output after it (``H`` for ``mtp``, ``J`` for ``mhp``, the value for ``vjp``).
+    back as a :class:`~diffops.BoundProduct`. Pickles as ``function`` and ``device``.
     """
 
     def __init__(self, function: Callable[..., Any], device: Any = None) -> None:
@@ -251,10 +273,12 @@ class NumpyReturningFunction:
             raise TypeError(msg)
         self.function = function
         self.device = None if device is None else torch.device(device)
-        name = function.name if isinstance(function, DerivativeFunction) else ""
-        self._product_name = _PRODUCT_NAMES.get(name, "product")
+        self.name = function.name if isinstance(function, DerivativeFunction) else ""
         self._takes_vector = isinstance(function, DerivativeFunction)
         functools.update_wrapper(self, function, updated=())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (return_numpy_arrays, (self.function, self.device))
 
     def _as_tensor(self, value: Any) -> Any:
         if isinstance(value, np.ndarray):
@@ -264,23 +288,19 @@ class NumpyReturningFunction:
         return value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._takes_vector:
-            args = tuple(self._as_tensor(as_input_vector(arg)) for arg in args)
-        else:
-            args = tuple(self._as_tensor(arg) for arg in args)
-        output = self.function(*args, **kwargs)
-        if type(output) is not tuple:
+        if not self._takes_vector:
+            output = self.function(*map(self._as_tensor, args), **kwargs)
+            if type(output) is tuple:
+                return tuple(map(_to_numpy, output))
             return _to_numpy(output)
-        if isinstance(output[0], Pullback):
-            like = output[1]
-            product = BoundProduct(
-                _apply_pullback,
-                (output[0], like),
-                tuple(like.shape),
-                self._product_name,
-            )
-            return (product, *map(_to_numpy, output[1:]))
-        return tuple(map(_to_numpy, output))
+        (x,) = args
+        x = as_input_vector(x)
+        output = self.function(self._as_tensor(x))
+        if self.name not in PRODUCT_NAMES:
+            return tuple(map(_to_numpy, output))
+        pullback, like, *_ = output
+        product = bind_product(_apply_pullback, (pullback, like), like, self, x)
+        return (product, *map(_to_numpy, output[1:]))
 
     def __repr__(self) -> str:
         device = "cpu" if self.device is None else str(self.device)
