@@ -86,7 +86,7 @@ class BoundProduct:
             product does not pickle.
     """
 
-    __slots__ = ("_apply", "_argument", "_name", "_recipe", "_shape", "_state")
+    __slots__ = ("_apply", "_name", "_recipe", "_shape", "_state")
 
     def __init__(
         self,
@@ -100,7 +100,6 @@ class BoundProduct:
         self._state = state
         self._shape = shape
         self._name = name
-        self._argument = "u" if len(shape) == 1 else "M"
         self._recipe = recipe
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -116,13 +115,12 @@ class BoundProduct:
 
     def __call__(self, argument: Any) -> np.ndarray:
         """Apply the product to ``M`` (or ``u``); the result has shape ``(n,)``."""
-        argument = as_product_argument(
-            argument, self._shape, self._argument, self._name
-        )
+        argument = as_product_argument(argument, self._shape, self._name)
         return self._apply(self._state, argument)
 
     def __repr__(self) -> str:
-        return f"<{self._name}: {self._argument} of shape {self._shape} -> (n,)>"
+        argument = "u" if len(self._shape) == 1 else "M"
+        return f"<{self._name}: {argument} of shape {self._shape} -> (n,)>"
 
 
 def _product_at(derivative: Callable[[Any], Any], x: np.ndarray) -> Any:

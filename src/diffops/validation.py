@@ -74,12 +74,12 @@ def as_input_vector(x: Any) -> np.ndarray:
     return array
 
 
-def as_product_argument(
-    value: Any, shape: tuple[int, ...], argument: str, product: str
-) -> np.ndarray:
-    """Return the argument of a bound product as a float array of ``shape``."""
+def as_product_argument(value: Any, shape: tuple[int, ...], product: str) -> np.ndarray:
+    """Return the argument (``M``, or ``u`` when 1-D) of a bound product as a float
+    array of ``shape``."""
     if type(value) is np.ndarray and value.shape == shape and value.dtype.kind == "f":
         return value
+    argument = "u" if len(shape) == 1 else "M"
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as error:

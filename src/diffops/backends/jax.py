@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import PRODUCT_NAMES, DerivativeFunction, bind_product
+from diffops.functions import PRODUCT_NAMES, BoundProduct, DerivativeFunction
 from diffops.validation import (
     as_input_vector,
     check_scalar_output,
@@ -53,29 +53,10 @@ __all__ = [
 ]
 
 
-class Pullback:
-    """The linear map ``u ↦ u @ ∂y/∂x`` returned by :func:`jax.vjp`, detupled.
-
-    A JAX pytree whose leaves are the residuals of the forward pass, so that it can
-    be returned from a compiled function and passed into another.
-    """
-
-    __slots__ = ("vjp",)
-
-    def __init__(self, vjp: Callable[[Any], tuple[Any]]) -> None:
-        self.vjp = vjp
-
-    def __call__(self, cotangent: Any) -> Any:
-        (product,) = self.vjp(cotangent)
-        return product
-
-
-if AVAILABLE:
-    jax.tree_util.register_pytree_node(
-        Pullback,
-        lambda pullback: ((pullback.vjp,), None),
-        lambda _, vjp: Pullback(*vjp),
-    )
+# The pullbacks of jax.vjp are jax.tree_util.Partial objects: pytrees whose leaves are
+# the residuals of the forward pass, so they can leave one compiled function and enter
+# another. They return a tuple with one cotangent per primal; _apply_pullback detupled.
+Pullback = Any
 
 
 def _as_traced_vector(x: Any) -> Any:
@@ -126,7 +107,7 @@ def _mtp_hessian_grad_and_value(
         x,
         has_aux=True,
     )
-    return Pullback(pullback), hessian, grad, value
+    return pullback, hessian, grad, value
 
 
 def _jacobian_and_value(
@@ -152,13 +133,13 @@ def _mhp_jacobian_and_value(
         x,
         has_aux=True,
     )
-    return Pullback(pullback), jacobian, value
+    return pullback, jacobian, value
 
 
 def _vjp_and_value(func: Callable[..., Any], x: Any) -> tuple[Pullback, Any]:
     value, pullback = jax.vjp(func, x)
     check_vector_output(jnp.shape(value), "vjp_and_value")
-    return Pullback(pullback), value
+    return pullback, value
 
 
 def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
@@ -225,7 +206,8 @@ def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
 
 
 def _apply_pullback(pullback: Pullback, argument: Any) -> Any:
-    return pullback(argument)
+    (product,) = pullback(argument)
+    return product
 
 
 _apply_pullback_compiled = jax.jit(_apply_pullback) if AVAILABLE else _apply_pullback
@@ -236,7 +218,7 @@ def _apply_compiled(pullback: Pullback, argument: np.ndarray) -> np.ndarray:
 
 
 def _apply_eager(pullback: Pullback, argument: np.ndarray) -> np.ndarray:
-    return np.asarray(pullback(argument))
+    return np.asarray(_apply_pullback(pullback, argument))
 
 
 _downcast_warned = False
@@ -262,7 +244,7 @@ class NumpyReturningFunction:
     """A JAX function, compiled or not, that returns NumPy arrays.
 
     Outputs that are JAX arrays come back as NumPy arrays (read-only views of the
-    JAX buffers); a :class:`Pullback` comes back as a function applying it. Pickles
+    JAX buffers); a pullback comes back as a function applying it. Pickles
     as ``function`` and ``compile``: compilation happens again, on first call, where
     it is unpickled.
     """
@@ -289,7 +271,7 @@ class NumpyReturningFunction:
     def _as_numpy(self, value: Any) -> Any:
         if isinstance(value, jax.Array):
             return np.asarray(value)
-        if isinstance(value, Pullback):
+        if isinstance(value, jax.tree_util.Partial):
             return functools.partial(self._apply, value)
         return value
 
@@ -302,7 +284,7 @@ class NumpyReturningDerivative(NumpyReturningFunction):
     """A derivative function made by this module's operators, returning NumPy.
 
     ``x`` is checked and converted to a float NumPy array first. The outputs are a
-    tuple of JAX arrays, the first of which is a :class:`Pullback` for the product
+    tuple of JAX arrays, the first of which is a pullback for the product
     operators; it comes back as a :class:`~diffops.BoundProduct`. This is the
     per-call path, so it does no more than that.
     """
@@ -310,7 +292,7 @@ class NumpyReturningDerivative(NumpyReturningFunction):
     def __init__(self, function: DerivativeFunction, *, compile: bool) -> None:
         super().__init__(function, compile=compile)
         self.name = function.name
-        self._product = function.name in PRODUCT_NAMES
+        self._product_name = PRODUCT_NAMES.get(function.name)
         # Checked until the first float64 input: precision is fixed by then.
         self._precision_unchecked = True
 
@@ -320,9 +302,16 @@ class NumpyReturningDerivative(NumpyReturningFunction):
             self._precision_unchecked = False
             _warn_if_downcast()
         output = self._call(x)
-        if not self._product:
+        if self._product_name is None:
             return tuple(map(np.asarray, output))
-        product = bind_product(self._apply, output[0], output[1], self, x)
+        # What bind_product does, inline: this is the per-call path.
+        product = BoundProduct(
+            self._apply,
+            output[0],
+            output[1].shape,
+            self._product_name,
+            (self, x.copy()),
+        )
         return (product, *map(np.asarray, output[1:]))
 
 
