@@ -1,11 +1,14 @@
-"""Command line: ``diffops backends``, ``diffops demo`` and ``diffops bench``."""
+"""Command line: ``diffops backends``, ``demo``, ``bench`` and ``check``."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from diffops.registry import DIFF_OPS, REGISTERED_BACKENDS, get_backend
 
@@ -105,6 +108,65 @@ def _bench(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _load(spec: str, argument: str) -> Callable[..., Any]:
+    """The object named by ``FILE.py:NAME``; ``ValueError`` saying what is wrong."""
+    path, _, name = spec.rpartition(":")
+    if not path or not name:
+        msg = f"{argument} must be FILE.py:NAME; got {spec!r}"
+        raise ValueError(msg)
+    if not Path(path).is_file():
+        msg = f"{argument}: no file {path!r}"
+        raise ValueError(msg)
+    module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    if module_spec is None or module_spec.loader is None:
+        msg = f"{argument}: {path!r} is not a Python file"
+        raise ValueError(msg)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    function: Callable[..., Any] | None = getattr(module, name, None)
+    if not callable(function):
+        msg = f"{argument}: {path!r} has no function {name!r}"
+        raise ValueError(msg)
+    return function
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    import numpy as np
+
+    from diffops.checker import check_derivatives
+
+    parser: argparse.ArgumentParser = arguments.parser
+    try:
+        func = _load(arguments.function, "FUNCTION")
+        derivatives = {}
+        for item in arguments.derivative:
+            operator, equals, spec = item.partition("=")
+            if not equals or operator not in DIFF_OPS:
+                parser.error(
+                    f"--derivative must be OP=FILE.py:NAME with OP one of {DIFF_OPS}; "
+                    f"got {item!r}"
+                )
+            derivatives[operator] = _load(spec, f"--derivative {operator}")
+    except ValueError as error:
+        parser.error(str(error))
+    if arguments.dim < 1 or arguments.points < 1:
+        parser.error("--dim and --points must be positive")
+    if arguments.reference != "finite_differences":
+        try:
+            if not get_backend(arguments.reference).available:
+                parser.error(f"--reference {arguments.reference}: not installed here")
+        except ValueError as error:
+            parser.error(f"--reference: {error}")
+        _enable_jax_float64()
+    rng = np.random.default_rng(arguments.seed)
+    points = rng.standard_normal((arguments.points, arguments.dim))
+    report = check_derivatives(
+        func, derivatives, points, reference=arguments.reference, seed=arguments.seed
+    )
+    print(report)
+    return 0 if report.ok else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffops", description="Derivative functions from autodiff frameworks."
@@ -173,6 +235,46 @@ def _parser() -> argparse.ArgumentParser:
         help="show the progress bar even when stderr is not a terminal",
     )
     bench.set_defaults(run=_bench)  # fmt: skip
+    check = commands.add_parser(
+        "check",
+        help="check hand-written derivatives against finite differences or a backend",
+        description="Exit status: 0 when every output matches, 1 when any does not, "
+        "2 on bad arguments.",
+    )
+    check.add_argument(
+        "function", metavar="FILE.py:FUNC", help="the function being differentiated"
+    )
+    check.add_argument(
+        "--derivative",
+        action="append",
+        required=True,
+        metavar="OP=FILE.py:NAME",
+        help="your derivative function for operator OP (repeatable)",
+    )
+    check.add_argument(
+        "--dim", type=int, required=True, metavar="N", help="dimension n of x"
+    )
+    check.add_argument(
+        "--points",
+        type=int,
+        default=3,
+        metavar="K",
+        help="number of random points (default: 3)",
+    )
+    check.add_argument(
+        "--reference",
+        default="finite_differences",
+        metavar="NAME",
+        help="finite_differences (default) or a backend name",
+    )
+    check.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the points and of M and u (default: 0)",
+    )
+    check.set_defaults(run=_check, parser=check)  # fmt: skip
     return parser
 
 
