@@ -5,13 +5,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-slow lint clean
 
 demo: $(STAMP)
 	$(BIN)/diffops demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The property and fuzz tests with 300 Hypothesis examples each instead of 25.
+test-slow: $(STAMP)
+	HYPOTHESIS_PROFILE=slow $(BIN)/python -m pytest tests/test_properties.py tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check

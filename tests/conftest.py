@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # The references are float64, so JAX must compute in float64. Set before JAX is
 # imported anywhere in the test session; tests of the float32 path use a subprocess.
@@ -14,6 +15,18 @@ os.environ["JAX_ENABLE_X64"] = "1"
 
 import diffops
 from diffops.namespaces import array_namespace
+
+# Hypothesis: `ci` is the default (25 examples, derandomised so CI is repeatable);
+# `make test-slow` selects `slow` (300 examples) with HYPOTHESIS_PROFILE=slow.
+_SLOW_CHECKS = [HealthCheck.too_slow, HealthCheck.filter_too_much]
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, derandomize=True,
+    suppress_health_check=_SLOW_CHECKS,
+)  # fmt: skip
+settings.register_profile(
+    "slow", max_examples=300, deadline=None, suppress_health_check=_SLOW_CHECKS
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BUILTIN_BACKENDS = ("jax", "jax_nojit", "autograd", "symnum", "torch")
 

@@ -17,7 +17,9 @@ __all__ = [
     "check_callable",
     "check_scalar_output",
     "check_vector_output",
+    "check_vector_shape",
     "describe_shape",
+    "output_shape",
 ]
 
 SCALAR_OPERATORS = (
@@ -51,7 +53,7 @@ def as_input_vector(x: Any) -> np.ndarray:
     Lists and integer arrays become float64 arrays; float arrays are passed through
     unchanged, so a float32 input stays float32.
     """
-    if type(x) is np.ndarray and x.ndim == 1 and x.dtype.kind == "f":
+    if type(x) is np.ndarray and x.ndim == 1 and x.dtype.kind == "f" and x.shape[0]:
         return x
     try:
         array = np.asarray(x)
@@ -68,10 +70,18 @@ def as_input_vector(x: Any) -> np.ndarray:
             f"{array.dtype} (from {type(x).__name__})."
         )
         raise TypeError(msg)
-    if array.ndim != 1:
-        msg = f"x must be a 1-D array of shape (n,); got {describe_shape(array.shape)}."
-        raise ValueError(msg)
+    check_vector_shape(array.shape)
     return array
+
+
+def check_vector_shape(shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``shape`` is ``(n,)`` with ``n ≥ 1``."""
+    if len(shape) != 1:
+        msg = f"x must be a 1-D array of shape (n,); got {describe_shape(shape)}."
+        raise ValueError(msg)
+    if shape[0] == 0:
+        msg = "x must have at least one entry; got an array of shape (0,)."
+        raise ValueError(msg)
 
 
 def as_product_argument(value: Any, shape: tuple[int, ...], product: str) -> np.ndarray:
@@ -100,6 +110,20 @@ def as_product_argument(value: Any, shape: tuple[int, ...], product: str) -> np.
         )
         raise ValueError(msg)
     return array
+
+
+def output_shape(value: Any, operator: str) -> tuple[int, ...]:
+    """Shape of what ``func`` returned, or ``TypeError`` if it is not an array."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return ()
+    msg = (
+        f"{operator} needs func to return an array (or a number); it returned "
+        f"{type(value).__name__}."
+    )
+    raise TypeError(msg)
 
 
 def check_scalar_output(shape: tuple[int, ...], operator: str) -> None:

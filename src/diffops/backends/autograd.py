@@ -27,6 +27,7 @@ from diffops.validation import (
     as_input_vector,
     check_scalar_output,
     check_vector_output,
+    output_shape,
 )
 
 FRAMEWORK = "autograd"
@@ -61,7 +62,7 @@ def _grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
 ) -> tuple[Any, Any]:
     pullback, value = make_vjp(func, x)
-    check_scalar_output(anp.shape(value), operator)
+    check_scalar_output(output_shape(value, operator), operator)
     return pullback(vspace(value).ones()), value
 
 
@@ -104,7 +105,7 @@ def _jacobian_and_value(
     func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
 ) -> tuple[Any, Any]:
     pullback, value = make_vjp(func, x)
-    check_vector_output(anp.shape(value), operator)
+    check_vector_output(output_shape(value, operator), operator)
     # The pullback at e_i is row i of J.
     jacobian = anp.stack([pullback(row) for row in _basis(value.shape[0], value)])
     return jacobian, value
@@ -135,7 +136,7 @@ def _product_of_first_output(
 
 def _vjp_and_value(func: Callable[..., Any], x: np.ndarray) -> tuple[Any, Any]:
     pullback, value = make_vjp(func, x)
-    check_vector_output(np.shape(value), "vjp_and_value")
+    check_vector_output(output_shape(value, "vjp_and_value"), "vjp_and_value")
     return pullback, value
 
 

@@ -26,7 +26,8 @@ from diffops.validation import (
     as_input_vector,
     check_scalar_output,
     check_vector_output,
-    describe_shape,
+    check_vector_shape,
+    output_shape,
 )
 
 FRAMEWORK = "jax"
@@ -61,9 +62,7 @@ Pullback = Any
 
 def _as_traced_vector(x: Any) -> Any:
     x = jnp.asarray(x)
-    if x.ndim != 1:
-        msg = f"x must be a 1-D array of shape (n,); got {describe_shape(x.shape)}."
-        raise ValueError(msg)
+    check_vector_shape(x.shape)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         if not jnp.issubdtype(x.dtype, jnp.integer):
             msg = f"x must be a 1-D array of real numbers; got dtype {x.dtype}."
@@ -76,7 +75,7 @@ def _grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
 ) -> tuple[Any, Any]:
     value, pullback = jax.vjp(func, x)
-    check_scalar_output(jnp.shape(value), operator)
+    check_scalar_output(output_shape(value, operator), operator)
     (grad,) = pullback(jnp.ones_like(value))
     return grad, value
 
@@ -113,7 +112,7 @@ def _mtp_hessian_grad_and_value(
 def _jacobian_and_value(
     func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
 ) -> tuple[Any, Any]:
-    value_shape = jax.eval_shape(func, x).shape
+    value_shape = output_shape(jax.eval_shape(func, x), operator)
     check_vector_output(value_shape, operator)
     (m,), (n,) = value_shape, x.shape
     if m <= n:
@@ -138,7 +137,7 @@ def _mhp_jacobian_and_value(
 
 def _vjp_and_value(func: Callable[..., Any], x: Any) -> tuple[Pullback, Any]:
     value, pullback = jax.vjp(func, x)
-    check_vector_output(jnp.shape(value), "vjp_and_value")
+    check_vector_output(output_shape(value, "vjp_and_value"), "vjp_and_value")
     return pullback, value
 
 

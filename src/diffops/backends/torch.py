@@ -28,7 +28,8 @@ from diffops.validation import (
     as_input_vector,
     check_scalar_output,
     check_vector_output,
-    describe_shape,
+    check_vector_shape,
+    output_shape,
 )
 
 FRAMEWORK = "torch"
@@ -80,13 +81,22 @@ def _vjp(func: Callable[..., Any], x: Any, *, has_aux: bool = False) -> Any:
     return torch.func.vjp(func, x, has_aux=has_aux)
 
 
+def _returning_tensor(func: Callable[..., Any], operator: str, x: Any) -> Any:
+    """``func(x)``, which :func:`torch.func.vjp` needs to be a tensor."""
+    value = func(x)
+    if not isinstance(value, torch.Tensor):
+        msg = (
+            f"{operator} needs func to return a torch tensor; it returned "
+            f"{type(value).__name__}."
+        )
+        raise TypeError(msg)
+    return value
+
+
 def _as_tensor_vector(x: Any) -> Any:
     """``x`` as a 1-D floating-point tensor; NumPy arrays are shared, not copied."""
     if isinstance(x, torch.Tensor):
-        if x.ndim != 1:
-            shape = describe_shape(tuple(x.shape))
-            msg = f"x must be a 1-D array of shape (n,); got {shape}."
-            raise ValueError(msg)
+        check_vector_shape(tuple(x.shape))
         if not x.is_floating_point():
             x = x.to(torch.float64)
         return x
@@ -96,8 +106,8 @@ def _as_tensor_vector(x: Any) -> Any:
 def _grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
 ) -> tuple[Any, Any]:
-    value, pullback = _vjp(func, x)
-    check_scalar_output(tuple(value.shape), operator)
+    value, pullback = _vjp(functools.partial(_returning_tensor, func, operator), x)
+    check_scalar_output(output_shape(value, operator), operator)
     (grad,) = pullback(torch.ones_like(value))
     return grad, value
 
@@ -139,8 +149,8 @@ def _mtp_hessian_grad_and_value(
 def _jacobian_and_value(
     func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
 ) -> tuple[Any, Any]:
-    value, pullback = _vjp(func, x)
-    check_vector_output(tuple(value.shape), operator)
+    value, pullback = _vjp(functools.partial(_returning_tensor, func, operator), x)
+    check_vector_output(output_shape(value, operator), operator)
     basis = torch.eye(value.shape[0], dtype=value.dtype, device=value.device)
     # The pullback at e_i is row i of J; vmap pushes all m rows at once.
     (jacobian,) = torch.func.vmap(pullback)(basis)
@@ -161,8 +171,9 @@ def _mhp_jacobian_and_value(
 
 
 def _vjp_and_value(func: Callable[..., Any], x: Any) -> tuple[Pullback, Any]:
-    value, pullback = _vjp(func, x)
-    check_vector_output(tuple(value.shape), "vjp_and_value")
+    operator = "vjp_and_value"
+    value, pullback = _vjp(functools.partial(_returning_tensor, func, operator), x)
+    check_vector_output(output_shape(value, operator), operator)
     return Pullback(pullback), value
 
 
