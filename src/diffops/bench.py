@@ -481,11 +481,13 @@ def _figure(value: float | None, digits: int = 1) -> str:
 
 
 def format_table(measurements: Sequence[Measurement]) -> str:
-    """Microseconds per call (median, min) and the ratios, one line per measurement."""
+    """Microseconds per call (median, min), the ratios, and the largest difference
+    between the variants' outputs, one line per measurement."""
     header = (
         f"{'backend':<10}{'operator':<28}{'n':>4} {'what':<8}"
         f"{'diffops µs':>12}{'(min)':>9}{'framework':>11}{'ours/fw':>9}"
         f"{'peer µs':>11}{'peer/ours':>10}{'build s':>9}{'1st call s':>11}"
+        f"{'max |Δ|':>10}"
     )
     lines = [header, "-" * len(header)]
     for m in measurements:
@@ -499,6 +501,7 @@ def format_table(measurements: Sequence[Measurement]) -> str:
             f"{_figure(m.ratio('peer', 'diffops'), 1):>10}"
             f"{_figure(m.build_s.get('diffops'), 3):>9}"
             f"{_figure(m.first_call_s.get('diffops'), 3):>11}"
+            f"{m.max_deviation:>10.1e}"
         )
     return "\n".join(lines) + "\n"
 

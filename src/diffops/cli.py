@@ -88,7 +88,8 @@ def _bench(arguments: argparse.Namespace) -> int:
     print(
         "µs per call, median over interleaved repeats; ours/fw = diffops ÷ the "
         "framework written directly;\npeer/ours = mici ÷ diffops (speed-up); build "
-        "and 1st call are diffops' one-off costs.\n"
+        "and 1st call are diffops' one-off costs; max |Δ| is the largest difference "
+        "between the\nvariants' outputs.\n"
     )
     bench.report(measurements)
     if arguments.json:
