@@ -271,7 +271,8 @@ def check_derivatives(
             )
             raise ValueError(msg)
         if not callable(function):
-            msg = f"derivatives[{operator!r}] must be callable; got {type(function)}."
+            kind = type(function).__name__
+            msg = f"derivatives[{operator!r}] must be callable; got {kind}."
             raise TypeError(msg)
     points = np.asarray(points, dtype=float)
     if points.ndim == 1:
