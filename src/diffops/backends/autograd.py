@@ -81,21 +81,22 @@ def _first_traced(
 
 def _pullback_of_first(
     transform: Callable[..., tuple[Any, ...]],
-    func: Callable[..., Any],
     operator: str,
+    func: Callable[..., Any],
     x: Any,
-) -> tuple[Callable[[Any], Any], Any, list[Any]]:
-    """Pullback and value of ``transform``'s first output, and its other outputs."""
+) -> tuple[Any, ...]:
+    """``(pullback, first, *others)``: the pullback of ``transform``'s first output,
+    then all of its outputs, in the order a product operator returns them."""
     rest: list[Any] = []
     traced = functools.partial(_first_traced, transform, func, operator, rest)
     pullback, first = make_vjp(traced, x)
-    return pullback, first, rest
+    return (pullback, first, *rest)
 
 
 def _hessian_grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "hessian_grad_and_value"
 ) -> tuple[Any, Any, Any]:
-    pullback, grad, (value,) = _pullback_of_first(_grad_and_value, func, operator, x)
+    pullback, grad, value = _pullback_of_first(_grad_and_value, operator, func, x)
     # The pullback of the gradient map at e_i is row i of H.
     hessian = anp.stack([pullback(row) for row in _basis(x.shape[0], grad)])
     return hessian, grad, value
@@ -122,16 +123,6 @@ def _locked(transform: Callable[..., Any], func: Callable[..., Any], x: Any) -> 
 def _apply_pullback(pullback: Callable[[Any], Any], argument: np.ndarray) -> Any:
     with _TRACE_LOCK:
         return pullback(argument)
-
-
-def _product_of_first_output(
-    transform: Callable[..., tuple[Any, ...]],
-    operator: str,
-    func: Callable[..., Any],
-    x: np.ndarray,
-) -> tuple[Any, ...]:
-    pullback, first, rest = _pullback_of_first(transform, func, operator, x)
-    return (pullback, first, *rest)
 
 
 def _vjp_and_value(func: Callable[..., Any], x: np.ndarray) -> tuple[Any, Any]:
@@ -184,9 +175,7 @@ def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     the pullback of the Hessian map with cotangent ``M``.
     """
     name = "mtp_hessian_grad_and_value"
-    transform = functools.partial(
-        _product_of_first_output, _hessian_grad_and_value, name
-    )
+    transform = functools.partial(_pullback_of_first, _hessian_grad_and_value, name)
     return _operator(name, transform, func, product=True)
 
 
@@ -205,5 +194,5 @@ def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     pullback of the Jacobian map with cotangent ``M``.
     """
     name = "mhp_jacobian_and_value"
-    transform = functools.partial(_product_of_first_output, _jacobian_and_value, name)
+    transform = functools.partial(_pullback_of_first, _jacobian_and_value, name)
     return _operator(name, transform, func, product=True)
