@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from diffops.validation import as_product_argument, check_callable
+from diffops.validation import argument_name, as_product_argument, check_callable
 
 __all__ = ["PRODUCT_NAMES", "BoundProduct", "DerivativeFunction", "bind_product"]
 
@@ -119,7 +119,7 @@ class BoundProduct:
         return self._apply(self._state, argument)
 
     def __repr__(self) -> str:
-        argument = "u" if len(self._shape) == 1 else "M"
+        argument = argument_name(self._shape)
         return f"<{self._name}: {argument} of shape {self._shape} -> (n,)>"
 
 

@@ -12,6 +12,7 @@ import numpy as np
 __all__ = [
     "SCALAR_OPERATORS",
     "VECTOR_OPERATORS",
+    "argument_name",
     "as_input_vector",
     "as_product_argument",
     "check_callable",
@@ -84,12 +85,17 @@ def check_vector_shape(shape: tuple[int, ...]) -> None:
         raise ValueError(msg)
 
 
+def argument_name(shape: tuple[int, ...]) -> str:
+    """What a bound product's argument is called: ``u`` when 1-D, ``M`` otherwise."""
+    return "u" if len(shape) == 1 else "M"
+
+
 def as_product_argument(value: Any, shape: tuple[int, ...], product: str) -> np.ndarray:
     """Return the argument (``M``, or ``u`` when 1-D) of a bound product as a float
     array of ``shape``."""
     if type(value) is np.ndarray and value.shape == shape and value.dtype.kind == "f":
         return value
-    argument = "u" if len(shape) == 1 else "M"
+    argument = argument_name(shape)
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as error:
