@@ -481,8 +481,11 @@ def _figure(value: float | None, digits: int = 1) -> str:
 
 
 def format_table(measurements: Sequence[Measurement]) -> str:
-    """Microseconds per call (median, min), the ratios, and the largest difference
-    between the variants' outputs, one line per measurement."""
+    """One line per measurement: microseconds per call, ratios, largest difference.
+
+    The microseconds are the median and minimum; the difference is the largest
+    between the variants' outputs.
+    """
     header = (
         f"{'backend':<10}{'operator':<28}{'n':>4} {'what':<8}"
         f"{'diffops µs':>12}{'(min)':>9}{'framework':>11}{'ours/fw':>9}"

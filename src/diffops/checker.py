@@ -59,7 +59,20 @@ class DerivativeCheckError(AssertionError):
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """One output of one operator at one point, compared with the reference."""
+    """One output of one operator at one point, compared with the reference.
+
+    Attributes:
+        operator: Name of the operator, one of :data:`diffops.DIFF_OPS`.
+        point: Index of the point among those checked.
+        output: Which output: ``"g"``, ``"H"``, ``"mtp(M)"``, ``"value"``, ...
+        max_abs_error: Largest absolute difference from the reference.
+        max_rel_error: Largest difference relative to the reference entry, or to
+            ``atol`` times the scale where that is larger.
+        where: Index of the entry with the largest excess over the tolerance.
+        ok: Whether every entry is within the tolerance.
+        note: Why the comparison failed, where not by its numbers (a wrong shape,
+            a wrong number of outputs); empty otherwise.
+    """
 
     operator: str
     point: int
@@ -73,7 +86,16 @@ class Comparison:
 
 @dataclasses.dataclass(frozen=True)
 class DerivativeReport:
-    """The result of :func:`check_derivatives`: one :class:`Comparison` per output."""
+    """The result of :func:`check_derivatives`: one :class:`Comparison` per output.
+
+    ``str(report)`` is a table of the comparisons.
+
+    Attributes:
+        comparisons: One per operator, point and output, in that order.
+        reference: ``"finite_differences"`` or the name of the backend compared with.
+        rtol: The relative tolerance used.
+        atol: The absolute tolerance used.
+    """
 
     comparisons: tuple[Comparison, ...]
     reference: str

@@ -15,14 +15,22 @@ code. A bound product pickles as the derivative function that made it and the po
 
 from __future__ import annotations
 
+import inspect
+import textwrap
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from diffops.validation import argument_name, as_product_argument, check_callable
 
-__all__ = ["PRODUCT_NAMES", "BoundProduct", "DerivativeFunction", "bind_product"]
+__all__ = [
+    "PRODUCT_NAMES",
+    "BoundProduct",
+    "DerivativeFunction",
+    "bind_product",
+    "operator_sections",
+]
 
 PRODUCT_NAMES = {
     "vjp_and_value": "vjp",
@@ -30,6 +38,98 @@ PRODUCT_NAMES = {
     "mhp_jacobian_and_value": "mhp",
 }
 """The product each product operator returns first."""
+
+_SCALAR_FUNC = "func: Scalar function ``f`` of ``x``, an array of shape ``(n,)``."
+_VECTOR_FUNC = (
+    "func: Vector function ``c`` of ``x``, an array of shape ``(n,)``, with values "
+    "of shape ``(m,)``."
+)
+_RAISES = """Raises:
+    TypeError: If ``func`` is not callable. The derivative function raises
+        ``TypeError`` or ``ValueError``, naming the argument, for an ``x`` that is not
+        a 1-D real array, a function of the wrong kind, or a product argument of the
+        wrong shape."""
+
+# The Args, Returns and Raises sections every backend's operator of that name shares;
+# each backend's own docstring says how it computes the operator.
+_OPERATOR_SECTIONS = {
+    "vjp_and_value": (
+        _VECTOR_FUNC,
+        "The derivative function ``x ↦ (vjp, v)`` with ``v = c(x)`` and ``vjp`` a "
+        ":class:`~diffops.BoundProduct` bound to ``x``: ``vjp(u) = u @ J`` for "
+        "``u`` of shape ``(m,)``, of shape ``(n,)``.",
+    ),
+    "grad_and_value": (
+        _SCALAR_FUNC,
+        "The derivative function ``x ↦ (g, v)`` with ``g[i] = ∂f/∂x[i]`` of shape "
+        "``(n,)`` and ``v = f(x)``.",
+    ),
+    "hessian_grad_and_value": (
+        _SCALAR_FUNC,
+        "The derivative function ``x ↦ (H, g, v)`` with ``H[i, j] = ∂²f/∂x[i]∂x[j]`` "
+        "of shape ``(n, n)``, ``g[i] = ∂f/∂x[i]`` and ``v = f(x)``.",
+    ),
+    "mtp_hessian_grad_and_value": (
+        _SCALAR_FUNC,
+        "The derivative function ``x ↦ (mtp, H, g, v)`` with ``mtp`` a "
+        ":class:`~diffops.BoundProduct` bound to ``x``: "
+        "``mtp(M)[i] = Σ_jk M[j, k] ∂³f/∂x[i]∂x[j]∂x[k]`` for ``M`` of shape "
+        "``(n, n)``, of shape ``(n,)``; ``H``, ``g`` and ``v = f(x)`` as returned by "
+        "``hessian_grad_and_value``.",
+    ),
+    "jacobian_and_value": (
+        _VECTOR_FUNC,
+        "The derivative function ``x ↦ (J, v)`` with ``J[i, k] = ∂c[i]/∂x[k]`` of "
+        "shape ``(m, n)`` and ``v = c(x)``.",
+    ),
+    "mhp_jacobian_and_value": (
+        _VECTOR_FUNC,
+        "The derivative function ``x ↦ (mhp, J, v)`` with ``mhp`` a "
+        ":class:`~diffops.BoundProduct` bound to ``x``: "
+        "``mhp(M)[k] = Σ_ij M[i, j] ∂²c[i]/∂x[j]∂x[k]`` for ``M`` of shape "
+        "``(m, n)``, of shape ``(n,)``; ``J`` and ``v = c(x)`` as returned by "
+        "``jacobian_and_value``.",
+    ),
+}
+
+
+def _section(heading: str, text: str, hanging: str = "") -> str:
+    """A Google-style section; ``hanging`` indents the lines after the first."""
+    body = textwrap.fill(
+        text,
+        width=88,
+        initial_indent="    ",
+        subsequent_indent="    " + hanging,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return f"{heading}:\n{body}"
+
+
+Operator = TypeVar("Operator", bound=Callable[..., Any])
+
+
+def operator_sections(operator: Operator) -> Operator:
+    """Append the Args, Returns and Raises sections shared by operators of its name.
+
+    A decorator for the six operators of a backend module, so that every backend
+    documents the arguments and outputs of, say, ``grad_and_value`` in the same words.
+
+    Args:
+        operator: A function named after one of :data:`diffops.DIFF_OPS`.
+
+    Returns:
+        ``operator`` itself, its docstring extended.
+    """
+    if operator.__doc__ is not None:
+        func, returns = _OPERATOR_SECTIONS[operator.__name__]
+        sections = (
+            _section("Args", func, "    "),
+            _section("Returns", returns),
+            _RAISES,
+        )
+        operator.__doc__ = "\n\n".join([inspect.cleandoc(operator.__doc__), *sections])
+    return operator
 
 
 class DerivativeFunction:
@@ -61,6 +161,7 @@ class DerivativeFunction:
         self.apply = apply
 
     def __call__(self, x: Any) -> Any:
+        """Evaluate at ``x``: the outputs, highest derivative first, value last."""
         x = self.prepare(x)
         outputs = self.transform(self.func, x)
         if self.apply is None:

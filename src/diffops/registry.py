@@ -45,6 +45,14 @@ class AutodiffBackend(NamedTuple):
     flag saying whether the framework is available in the current environment and,
     optionally, a function wrapper applied to every function made with the backend
     (for example to just-in-time compile it or to make it return NumPy arrays).
+
+    Attributes:
+        module: Module, or module-like object, with an attribute for each name in
+            :data:`DIFF_OPS`: a function that takes a function and returns its
+            derivative function.
+        available: Whether the framework the module needs can be used here.
+        function_wrapper: Applied by :func:`wrap_function` to every function made
+            with the backend; ``None`` for none.
     """
 
     module: ModuleType | Any
@@ -141,8 +149,8 @@ def get_backend(name: str) -> AutodiffBackend:
         name: Backend name, for example ``"jax"`` or ``"JAX"``.
 
     Returns:
-        The registered backend. Its framework may not be installed: check
-        ``available``.
+        The registered backend, whose framework may not be installed here (see its
+        ``available`` field).
 
     Raises:
         TypeError: If ``name`` is not a string.
@@ -210,6 +218,9 @@ def available_backends() -> tuple[str, ...]:
     """Names of the registered backends whose framework is installed here.
 
     Probing a built-in backend imports its framework.
+
+    Returns:
+        The names, in the order they were registered, built-in backends first.
     """
     return tuple(name for name in REGISTERED_BACKENDS if get_backend(name).available)
 

@@ -91,8 +91,10 @@ def argument_name(shape: tuple[int, ...]) -> str:
 
 
 def as_product_argument(value: Any, shape: tuple[int, ...], product: str) -> np.ndarray:
-    """Return the argument (``M``, or ``u`` when 1-D) of a bound product as a float
-    array of ``shape``."""
+    """Return a bound product's argument as a float array of ``shape``.
+
+    The argument is ``M``, or ``u`` when ``shape`` is 1-D.
+    """
     if type(value) is np.ndarray and value.shape == shape and value.dtype.kind == "f":
         return value
     argument = argument_name(shape)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import DerivativeFunction
+from diffops.functions import DerivativeFunction, operator_sections
 from diffops.validation import (
     as_input_vector,
     check_scalar_output,
@@ -85,8 +85,10 @@ def _pullback_of_first(
     func: Callable[..., Any],
     x: Any,
 ) -> tuple[Any, ...]:
-    """``(pullback, first, *others)``: the pullback of ``transform``'s first output,
-    then all of its outputs, in the order a product operator returns them."""
+    """Pullback of ``transform``'s first output, then all of its outputs.
+
+    Returns ``(pullback, first, *others)``, the order a product operator returns.
+    """
     rest: list[Any] = []
     traced = functools.partial(_first_traced, transform, func, operator, rest)
     pullback, first = make_vjp(traced, x)
@@ -146,6 +148,7 @@ def _operator(
     )
 
 
+@operator_sections
 def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
 
@@ -155,11 +158,13 @@ def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     return _operator("vjp_and_value", _vjp_and_value, func, product=True)
 
 
+@operator_sections
 def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
     return _operator("grad_and_value", _grad_and_value, func)
 
 
+@operator_sections
 def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (H, g, f(x))`` for a scalar ``f``, ``H[i, j] = ∂²f/∂x[i]∂x[j]``.
 
@@ -168,6 +173,7 @@ def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     return _operator("hessian_grad_and_value", _hessian_grad_and_value, func)
 
 
+@operator_sections
 def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``.
 
@@ -179,6 +185,7 @@ def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     return _operator(name, transform, func, product=True)
 
 
+@operator_sections
 def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (J, c(x))`` for a vector function ``c``, ``J[i, k] = ∂c[i]/∂x[k]``.
 
@@ -187,6 +194,7 @@ def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     return _operator("jacobian_and_value", _jacobian_and_value, func)
 
 
+@operator_sections
 def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``.
 

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import PRODUCT_NAMES, BoundProduct, DerivativeFunction
+from diffops.functions import (
+    PRODUCT_NAMES,
+    BoundProduct,
+    DerivativeFunction,
+    operator_sections,
+)
 from diffops.validation import (
     as_input_vector,
     check_scalar_output,
@@ -43,6 +48,8 @@ else:
 __all__ = [
     "AVAILABLE",
     "FRAMEWORK",
+    "NumpyReturningDerivative",
+    "NumpyReturningFunction",
     "grad_and_value",
     "hessian_grad_and_value",
     "jacobian_and_value",
@@ -141,6 +148,7 @@ def _vjp_and_value(func: Callable[..., Any], x: Any) -> tuple[Pullback, Any]:
     return pullback, value
 
 
+@operator_sections
 def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
 
@@ -150,6 +158,7 @@ def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     return DerivativeFunction("vjp_and_value", _vjp_and_value, func, _as_traced_vector)
 
 
+@operator_sections
 def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
     return DerivativeFunction(
@@ -157,6 +166,7 @@ def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (H, g, f(x))`` for a scalar ``f``, ``H[i, j] = ∂²f/∂x[i]∂x[j]``.
 
@@ -168,6 +178,7 @@ def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``.
 
@@ -182,6 +193,7 @@ def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (J, c(x))`` for a vector function ``c``, ``J[i, k] = ∂c[i]/∂x[k]``.
 
@@ -193,6 +205,7 @@ def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``.
 
@@ -246,6 +259,10 @@ class NumpyReturningFunction:
     JAX buffers); a pullback comes back as a function applying it. Pickles
     as ``function`` and ``compile``: compilation happens again, on first call, where
     it is unpickled.
+
+    Args:
+        function: A function written with JAX primitives.
+        compile: Whether to compile it with :func:`jax.jit`.
     """
 
     def __init__(self, function: Callable[..., Any], *, compile: bool) -> None:
@@ -262,6 +279,7 @@ class NumpyReturningFunction:
         return (_numpy_returning, (self.function, self.compile))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function, compiled or not; return its arrays as NumPy."""
         output = self._call(*args, **kwargs)
         if type(output) is tuple:
             return tuple(self._as_numpy(value) for value in output)
@@ -286,6 +304,10 @@ class NumpyReturningDerivative(NumpyReturningFunction):
     tuple of JAX arrays, the first of which is a pullback for the product
     operators; it comes back as a :class:`~diffops.BoundProduct`. This is the
     per-call path, so it does no more than that.
+
+    Args:
+        function: A derivative function made by one of this module's operators.
+        compile: Whether to compile it with :func:`jax.jit`.
     """
 
     def __init__(self, function: DerivativeFunction, *, compile: bool) -> None:
@@ -296,6 +318,7 @@ class NumpyReturningDerivative(NumpyReturningFunction):
         self._precision_unchecked = True
 
     def __call__(self, x: Any) -> Any:
+        """Evaluate at ``x``: the outputs, highest derivative first, value last."""
         x = as_input_vector(x)
         if self._precision_unchecked and x.dtype == np.float64:
             self._precision_unchecked = False
@@ -326,6 +349,14 @@ def jit_and_return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningF
     """Compile a JAX function with :func:`jax.jit` and make it return NumPy arrays.
 
     The function wrapper of the ``jax`` backend.
+
+    Args:
+        function: A function written with JAX primitives, such as a derivative
+            function made by this module's operators.
+
+    Returns:
+        The compiled function, returning NumPy arrays; a
+        :class:`NumpyReturningDerivative` for a derivative function.
     """
     return _numpy_returning(function, compile=True)
 
@@ -334,5 +365,13 @@ def return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
     """Make a JAX function return NumPy arrays, without compiling it.
 
     The function wrapper of the ``jax_nojit`` backend.
+
+    Args:
+        function: A function written with JAX primitives, such as a derivative
+            function made by this module's operators.
+
+    Returns:
+        The function, run op by op and returning NumPy arrays; a
+        :class:`NumpyReturningDerivative` for a derivative function.
     """
     return _numpy_returning(function, compile=False)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import PRODUCT_NAMES, bind_product
+from diffops.functions import PRODUCT_NAMES, bind_product, operator_sections
 from diffops.validation import (
     SCALAR_OPERATORS,
     as_input_vector,
@@ -42,6 +42,7 @@ else:
 __all__ = [
     "AVAILABLE",
     "FRAMEWORK",
+    "GeneratedDerivative",
     "grad_and_value",
     "hessian_grad_and_value",
     "jacobian_and_value",
@@ -98,8 +99,7 @@ def _apply_closure(closure: Callable[[Any], Any], argument: np.ndarray) -> np.nd
 
 
 def _source(generated: Callable[..., Any]) -> str:
-    """The code SymNum generated, which it keeps after the first paragraph of the
-    docstring."""
+    """The code SymNum generated, kept after the first paragraph of its docstring."""
     source = (generated.__doc__ or "").partition("\n\n")[2]
     if f"def {generated.__name__}(" not in source:
         msg = "could not find the source SymNum generated; is symnum's version new?"
@@ -120,7 +120,15 @@ class GeneratedDerivative:
 
     Generated code is a few microseconds a call, so this path does one comparison
     for a well-formed ``x`` and nothing else. For the product operators the closure
-    it returns first becomes a :class:`~diffops.BoundProduct`.
+    it returns first becomes a :class:`~diffops.BoundProduct`. Pickles as its source.
+
+    Args:
+        name: Name of the operator, one of :data:`diffops.DIFF_OPS`.
+        source: The Python source SymNum generated for it.
+        function_name: The name of the function that ``source`` defines.
+        length: The length ``n`` declared for ``x`` by ``symnum.numpify``.
+        product: Whether the operator returns a product (``mtp``, ``mhp``, ``vjp``)
+            first.
     """
 
     def __init__(
@@ -143,6 +151,7 @@ class GeneratedDerivative:
         return (GeneratedDerivative, (*arguments, self.product))
 
     def __call__(self, x: Any) -> Any:
+        """Evaluate at ``x``: the outputs, highest derivative first, value last."""
         if type(x) is not np.ndarray or x.shape != self._shape or x.dtype.kind != "f":
             x = _as_declared_vector(self._shape[0], x)
         outputs = self.generated(x)
@@ -172,6 +181,7 @@ def _generate(
     )
 
 
+@operator_sections
 def vjp_and_value(func: Callable[..., Any]) -> GeneratedDerivative:
     """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
 
@@ -181,16 +191,19 @@ def vjp_and_value(func: Callable[..., Any]) -> GeneratedDerivative:
     return _generate("vjp_and_value", "vector_jacobian_product", func)
 
 
+@operator_sections
 def grad_and_value(func: Callable[..., Any]) -> GeneratedDerivative:
     """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
     return _generate("grad_and_value", "grad", func)
 
 
+@operator_sections
 def hessian_grad_and_value(func: Callable[..., Any]) -> GeneratedDerivative:
     """Make ``x ↦ (H, g, f(x))`` for a scalar ``f``, ``H[i, j] = ∂²f/∂x[i]∂x[j]``."""
     return _generate("hessian_grad_and_value", "hessian", func)
 
 
+@operator_sections
 def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> GeneratedDerivative:
     """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``.
 
@@ -199,11 +212,13 @@ def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> GeneratedDerivative:
     return _generate("mtp_hessian_grad_and_value", "matrix_tressian_product", func)
 
 
+@operator_sections
 def jacobian_and_value(func: Callable[..., Any]) -> GeneratedDerivative:
     """Make ``x ↦ (J, c(x))`` for a vector function ``c``, ``J[i, k] = ∂c[i]/∂x[k]``."""
     return _generate("jacobian_and_value", "jacobian", func)
 
 
+@operator_sections
 def mhp_jacobian_and_value(func: Callable[..., Any]) -> GeneratedDerivative:
     """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``.
 

@@ -23,7 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import PRODUCT_NAMES, DerivativeFunction, bind_product
+from diffops.functions import (
+    PRODUCT_NAMES,
+    DerivativeFunction,
+    bind_product,
+    operator_sections,
+)
 from diffops.validation import (
     as_input_vector,
     check_scalar_output,
@@ -45,6 +50,8 @@ else:
 __all__ = [
     "AVAILABLE",
     "FRAMEWORK",
+    "NumpyReturningFunction",
+    "Pullback",
     "grad_and_value",
     "hessian_grad_and_value",
     "jacobian_and_value",
@@ -56,7 +63,11 @@ __all__ = [
 
 
 class Pullback:
-    """The linear map ``u ↦ u @ ∂y/∂x`` from :func:`torch.func.vjp`, detupled."""
+    """The linear map ``u ↦ u @ ∂y/∂x`` from :func:`torch.func.vjp`, detupled.
+
+    Args:
+        vjp: The function :func:`torch.func.vjp` returns, of a single primal.
+    """
 
     __slots__ = ("vjp",)
 
@@ -64,6 +75,7 @@ class Pullback:
         self.vjp = vjp
 
     def __call__(self, cotangent: Any) -> Any:
+        """Apply the map to ``cotangent``, a tensor of the output's shape."""
         (product,) = self.vjp(cotangent)
         return product
 
@@ -177,6 +189,7 @@ def _vjp_and_value(func: Callable[..., Any], x: Any) -> tuple[Pullback, Any]:
     return Pullback(pullback), value
 
 
+@operator_sections
 def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
 
@@ -191,6 +204,7 @@ def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
     return DerivativeFunction(
@@ -201,6 +215,7 @@ def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (H, g, f(x))`` for a scalar ``f``, ``H[i, j] = ∂²f/∂x[i]∂x[j]``.
 
@@ -214,6 +229,7 @@ def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``.
 
@@ -228,6 +244,7 @@ def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (J, c(x))`` for a vector function ``c``, ``J[i, k] = ∂c[i]/∂x[k]``.
 
@@ -242,6 +259,7 @@ def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     )
 
 
+@operator_sections
 def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``.
 
@@ -276,6 +294,12 @@ class NumpyReturningFunction:
     Array arguments become tensors of the same dtype on ``device`` (the CPU unless
     given); tensor outputs come back as NumPy arrays. A :class:`Pullback` output comes
     back as a :class:`~diffops.BoundProduct`. Pickles as ``function`` and ``device``.
+
+    Args:
+        function: A function of tensors, such as a derivative function made by this
+            module's operators.
+        device: Where to compute: a :class:`torch.device` or its name, such as
+            ``"cuda"``; ``None`` for the CPU.
     """
 
     def __init__(self, function: Callable[..., Any], device: Any = None) -> None:
@@ -299,6 +323,7 @@ class NumpyReturningFunction:
         return value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function on tensors made from the arguments; return NumPy."""
         if not self._takes_vector:
             output = self.function(*map(self._as_tensor, args), **kwargs)
             if type(output) is tuple:
@@ -323,7 +348,15 @@ def return_numpy_arrays(
 ) -> NumpyReturningFunction:
     """Make a torch function take and return NumPy arrays.
 
-    The function wrapper of the ``torch`` backend. Pass ``device="cuda"`` (or any
-    :class:`torch.device`) to compute there; the default is the CPU.
+    The function wrapper of the ``torch`` backend.
+
+    Args:
+        function: A function of tensors, such as a derivative function made by this
+            module's operators.
+        device: Where to compute: a :class:`torch.device` or its name, such as
+            ``"cuda"``; ``None`` for the CPU.
+
+    Returns:
+        The function, taking and returning NumPy arrays.
     """
     return NumpyReturningFunction(function, device)
