@@ -5,13 +5,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint clean
+.PHONY: demo test test-slow docs lint clean
 
 demo: $(STAMP)
 	$(BIN)/diffops demo
 
+# The suite, then the documentation site, so that a broken docstring or example fails.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(MAKE) docs
+
+# The site, into docs/_build/html; any warning (a broken reference or docstring, an
+# example that raises) is an error. The gallery's examples run as it builds.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 # The property and fuzz tests with 300 Hypothesis examples each instead of 25.
 test-slow: $(STAMP)
@@ -33,3 +40,4 @@ $(STAMP): pyproject.toml Makefile
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf docs/_build docs/auto_examples docs/sg_execution_times.rst

@@ -1,7 +1,8 @@
-"""The README's Python examples run as written."""
+"""The documentation's Python examples run as written, and cover the public API."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -9,20 +10,71 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+ROOT = Path(__file__).parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SKETCH = "# sketch"
+# A block that begins so runs after the block before it, as the page reads.
+CONTINUED = "# continued"
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index):
-    if BLOCKS[index].startswith("# sketch"):
+def _programs() -> list[tuple[str, str]]:
+    programs = []
+    for document in DOCUMENTS:
+        blocks = re.findall(r"```python\n(.*?)```", document.read_text(), re.DOTALL)
+        for index, block in enumerate(blocks):
+            if block.startswith(CONTINUED):
+                block = blocks[index - 1] + block
+            programs.append((f"{document.name}-{index}", block))
+    return programs
+
+
+PROGRAMS = _programs()
+
+
+@pytest.mark.parametrize(
+    "program", [p for _, p in PROGRAMS], ids=[i for i, _ in PROGRAMS]
+)
+def test_documented_example_runs(program):
+    if program.startswith(SKETCH):
         pytest.skip("a sketch around the reader's own code, not a whole program")
-    if '"cuda"' in BLOCKS[index]:
+    if '"cuda"' in program:
         torch = pytest.importorskip("torch")
         if not torch.cuda.is_available():
             pytest.skip("this example needs a CUDA device")
     result = subprocess.run(
-        [sys.executable, "-c", BLOCKS[index]],
+        [sys.executable, "-c", program],
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def _public_names() -> list[str]:
+    modules = [
+        "diffops",
+        "diffops.backends.jax",
+        "diffops.backends.autograd",
+        "diffops.backends.symnum",
+        "diffops.backends.torch",
+        "diffops.checker",
+        "diffops.finite_differences",
+    ]
+    names = []
+    for module in modules:
+        public = importlib.import_module(module).__all__
+        names += [
+            f"{module}.{name}"
+            for name in public
+            if name not in ("AVAILABLE", "FRAMEWORK")
+        ]
+    return names
+
+
+@pytest.mark.parametrize("name", _public_names())
+def test_api_reference_documents_every_public_name(name):
+    module, _, attribute = name.rpartition(".")
+    reference = (ROOT / "docs" / "api.md").read_text()
+    if module == "diffops":
+        assert f"diffops.{attribute}" in reference
+    else:
+        section = reference.split(f"automodule:: {module}\n")[1].split("```")[0]
+        assert re.search(rf"\b{attribute}\b", section), f"{name} is not in api.md"
