@@ -40,4 +40,4 @@ $(STAMP): pyproject.toml Makefile
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
-	rm -rf docs/_build docs/auto_examples docs/sg_execution_times.rst
+	rm -rf docs/_build docs/auto_examples
