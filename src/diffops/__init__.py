@@ -1,14 +1,16 @@
 """diffops: derivative functions for gradient-based and Hamiltonian-dynamics algorithms.
 
-Turn a function written in JAX, Autograd or SymNum into its gradient, Hessian,
-Jacobian, vector-Jacobian product, matrix-Hessian product and matrix-Tressian product,
-each returning the lower orders and the value with it. See :data:`DIFF_OPS` for the
-operators and :func:`autodiff_fallback` for the entry point used by sampler libraries.
+Turn a function written in JAX, Autograd, SymNum or PyTorch into its gradient,
+Hessian, Jacobian, vector-Jacobian product, matrix-Hessian product and
+matrix-Tressian product, each returning the lower orders and the value with it. See
+:data:`DIFF_OPS` for the operators, :func:`autodiff_fallback` for the entry point used
+by sampler libraries and :func:`check_derivatives` for checking hand-written ones.
 """
 
+from diffops.checker import DerivativeCheckError, DerivativeReport, check_derivatives
 from diffops.functions import BoundProduct, DerivativeFunction
+from diffops.operators import DIFF_OPS
 from diffops.registry import (
-    DIFF_OPS,
     AutodiffBackend,
     autodiff_fallback,
     available_backends,
@@ -23,10 +25,13 @@ __all__ = [
     "DIFF_OPS",
     "AutodiffBackend",
     "BoundProduct",
+    "DerivativeCheckError",
     "DerivativeFunction",
+    "DerivativeReport",
     "__version__",
     "autodiff_fallback",
     "available_backends",
+    "check_derivatives",
     "get_backend",
     "register_backend",
     "wrap_function",

@@ -30,8 +30,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from diffops.namespaces import ArrayNamespace, array_namespace
-from diffops.registry import DIFF_OPS, autodiff_fallback, available_backends
-from diffops.validation import SCALAR_OPERATORS
+from diffops.operators import DIFF_OPS, OPERATORS
+from diffops.registry import autodiff_fallback, available_backends
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -66,6 +66,9 @@ def sample_vector_function(xp: ArrayNamespace, n: int) -> Callable[..., Any]:
         return xp.stack([xp.sum(x**2) - 1.0, xp.sum(x[1:] * x[:-1])])
 
     return xp.prepare(constraint, n)
+
+
+_SAMPLE_FUNCTIONS = {"scalar": sample_scalar_function, "vector": sample_vector_function}
 
 
 @dataclass
@@ -214,16 +217,6 @@ def _torch_apply(pullback: Callable[..., Any], argument: Any) -> Any:
     return pullback(torch.from_numpy(argument))[0].detach().numpy()
 
 
-_SYMNUM_OPERATORS = {
-    "grad_and_value": "grad",
-    "hessian_grad_and_value": "hessian",
-    "mtp_hessian_grad_and_value": "matrix_tressian_product",
-    "jacobian_and_value": "jacobian",
-    "mhp_jacobian_and_value": "matrix_hessian_product",
-    "vjp_and_value": "vector_jacobian_product",
-}
-
-
 def _framework_equivalent(
     backend: str, operator: str, func: Callable[..., Any]
 ) -> Callable[..., Any]:
@@ -236,7 +229,9 @@ def _framework_equivalent(
     if backend == "symnum":
         import symnum
 
-        generated: Callable[..., Any] = getattr(symnum, _SYMNUM_OPERATORS[operator])(
+        from diffops.backends.symnum import SYMNUM_OPERATORS
+
+        generated: Callable[..., Any] = getattr(symnum, SYMNUM_OPERATORS[operator])(
             func, return_aux=True
         )
         return generated
@@ -381,9 +376,7 @@ def run_bench(
     for backend, operator, n in cases:
         bar.step(f"{backend} {operator} n={n}")
         xp = array_namespace(backend)
-        scalar = operator in SCALAR_OPERATORS
-        make = sample_scalar_function if scalar else sample_vector_function
-        func = make(xp, n)
+        func = _SAMPLE_FUNCTIONS[OPERATORS[operator].applies_to](xp, n)
         x = rng.uniform(-1, 1, n)
         builders: dict[str, Callable[[], Callable[..., Any]]] = {
             "diffops": functools.partial(
@@ -451,8 +444,7 @@ def measure_memory(
     x = rng.uniform(-1, 1, n)
     growth = {}
     for operator in DIFF_OPS:
-        scalar = operator in SCALAR_OPERATORS
-        func = (sample_scalar_function if scalar else sample_vector_function)(xp, n)
+        func = _SAMPLE_FUNCTIONS[OPERATORS[operator].applies_to](xp, n)
         derivative = autodiff_fallback(None, func, operator, operator, backend)
         outputs = derivative(x)
         argument = (

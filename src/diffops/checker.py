@@ -8,9 +8,10 @@ points and compares every output it returns (the products applied to a seeded ra
   Derivatives are :func:`diffops.finite_differences.jacobian`: central differences
   with a step scaled to each coordinate, improved twice by Richardson extrapolation
   (error ``O(h⁶)``). Higher orders difference the lower-order references:
-  ``H`` differentiates the differenced gradient, ``mtp(M)`` the contraction
-  ``Σ M ∘ H``, ``mhp(M)`` the contraction ``Σ M ∘ J``; the steps grow with the
-  nesting so that rounding error stays small.
+  ``H`` differentiates the differenced gradient, and every product the contraction
+  of its argument with the output after it (``mtp(M)`` the contraction ``Σ M ∘ H``,
+  ``mhp(M)`` ``Σ M ∘ J``, ``vjp(u)`` ``u · c``); the steps grow with the nesting so
+  that rounding error stays small.
 * ``reference=NAME`` uses the operators of that backend (``func`` is then written for
   it).
 
@@ -24,14 +25,15 @@ reference comes from an ``H`` that is not).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from diffops import finite_differences
-from diffops.registry import DIFF_OPS, autodiff_fallback
-from diffops.validation import SCALAR_OPERATORS
+from diffops.operators import DIFF_OPS, OPERATORS, Operator
+from diffops.registry import autodiff_fallback
 
 __all__ = [
     "Comparison",
@@ -39,15 +41,6 @@ __all__ = [
     "DerivativeReport",
     "check_derivatives",
 ]
-
-_OUTPUT_NAMES = {
-    "grad_and_value": ("g", "value"),
-    "hessian_grad_and_value": ("H", "g", "value"),
-    "mtp_hessian_grad_and_value": ("mtp(M)", "H", "g", "value"),
-    "jacobian_and_value": ("J", "value"),
-    "mhp_jacobian_and_value": ("mhp(M)", "J", "value"),
-    "vjp_and_value": ("vjp(u)", "value"),
-}
 
 # Base relative step for each nesting depth of differences (1 = first derivative).
 _STEPS = {1: 1e-3, 2: 1e-2, 3: 3e-2}
@@ -64,7 +57,8 @@ class Comparison:
     Attributes:
         operator: Name of the operator, one of :data:`diffops.DIFF_OPS`.
         point: Index of the point among those checked.
-        output: Which output: ``"g"``, ``"H"``, ``"mtp(M)"``, ``"value"``, ...
+        output: Which output: ``"g"``, ``"H"``, ``"mtp(M)"``, ``"v"`` (the value),
+            ...
         max_abs_error: Largest absolute difference from the reference.
         max_rel_error: Largest difference relative to the reference entry, or to
             ``atol`` times the scale where that is larger.
@@ -141,7 +135,8 @@ class DerivativeReport:
             raise DerivativeCheckError("\n" + str(self))
 
 
-# Finite-difference references.
+# The references: functions of x returning what a derivative function of the
+# operator returns, the product as a callable.
 
 
 def _difference(
@@ -152,41 +147,50 @@ def _difference(
 
 
 def _finite_difference_outputs(
-    func: Callable[[np.ndarray], Any], operator: str, x: np.ndarray, argument: Any
+    func: Callable[[np.ndarray], Any], operator: Operator, x: np.ndarray
 ) -> list[Any]:
     def value(y: np.ndarray) -> np.ndarray:
         return np.asarray(func(y), float)
 
-    def grad(y: np.ndarray) -> np.ndarray:
+    def first(y: np.ndarray) -> np.ndarray:  # g or J
         return _difference(value, y, 1)
 
-    def hessian(y: np.ndarray) -> np.ndarray:
-        return _difference(grad, y, 2)
+    def second(y: np.ndarray) -> np.ndarray:  # H
+        return _difference(first, y, 2)
 
-    v = value(x)
-    if operator == "grad_and_value":
-        return [grad(x), v]
-    if operator == "hessian_grad_and_value":
-        return [hessian(x), grad(x), v]
-    if operator == "mtp_hessian_grad_and_value":
-        mtp = _difference(lambda y: np.sum(argument * hessian(y)), x, 3)
-        return [mtp, hessian(x), grad(x), v]
-    jacobian = grad(x)
-    if operator == "jacobian_and_value":
-        return [jacobian, v]
-    if operator == "mhp_jacobian_and_value":
-        mhp = _difference(lambda y: np.sum(argument * grad(y)), x, 2)
-        return [mhp, jacobian, v]
-    return [argument @ jacobian, v]  # vjp_and_value
+    arrays = {"v": value, "g": first, "J": first, "H": second}
+    depths = {"v": 0, "g": 1, "J": 1, "H": 2}
+    outputs: list[Any] = [
+        arrays[name](x) for name in operator.outputs if name in arrays
+    ]
+    if operator.product is None:
+        return outputs
+    # Every product is the derivative of ⟨A, the output after it⟩: mtp(M) of
+    # Σ M ∘ H, mhp(M) of Σ M ∘ J, vjp(u) of u · c.
+    below = operator.outputs[1]
+
+    def product(argument: np.ndarray) -> np.ndarray:
+        contracted = lambda y: np.sum(argument * arrays[below](y))  # noqa: E731
+        return _difference(contracted, x, depths[below] + 1)
+
+    return [product, *outputs]
 
 
-def _backend_outputs(
-    func: Callable[..., Any], operator: str, x: np.ndarray, argument: Any, backend: str
-) -> list[Any]:
-    outputs = list(autodiff_fallback(None, func, operator, operator, backend)(x))
-    if argument is not None:
-        outputs[0] = outputs[0](argument)
-    return [np.asarray(output, float) for output in outputs]
+def _reference(
+    func: Callable[..., Any], operator: Operator, reference: str
+) -> Callable[[np.ndarray], Any]:
+    """What ``operator`` of ``func`` returns at ``x``: built once, called per point."""
+    if reference == "finite_differences":
+        return functools.partial(_finite_difference_outputs, func, operator)
+    return autodiff_fallback(None, func, operator.name, operator.name, reference)
+
+
+def _applied(outputs: Any, argument: Any) -> list[Any]:
+    """The outputs, the product (if any) applied to ``argument``."""
+    applied = list(outputs) if isinstance(outputs, tuple) else [outputs]
+    if argument is not None and callable(applied[0]):
+        applied[0] = applied[0](argument)
+    return applied
 
 
 # Comparing.
@@ -227,18 +231,6 @@ def _compare(
         tuple(int(i) for i in worst),
         bool(np.all(excess <= 0)),
     )
-
-
-def _product_argument(
-    operator: str, n: int, m: int, rng: np.random.Generator
-) -> np.ndarray | None:
-    if operator == "mtp_hessian_grad_and_value":
-        return rng.standard_normal((n, n))
-    if operator == "mhp_jacobian_and_value":
-        return rng.standard_normal((m, n))
-    if operator == "vjp_and_value":
-        return rng.standard_normal(m)
-    return None
 
 
 def check_derivatives(
@@ -304,31 +296,29 @@ def check_derivatives(
         raise ValueError(msg)
     rng = np.random.default_rng(seed)
     comparisons = []
-    for operator, function in derivatives.items():
-        names = _OUTPUT_NAMES[operator]
+    for name, function in derivatives.items():
+        record = OPERATORS[name]
+        labels = record.labels
+        reference_at = _reference(func, record, reference)
         for index, x in enumerate(points):
-            m = 1 if operator in SCALAR_OPERATORS else int(np.size(func(x)))
-            argument = _product_argument(operator, x.size, m, rng)
-            if reference == "finite_differences":
-                expected = _finite_difference_outputs(func, operator, x, argument)
-            else:
-                expected = _backend_outputs(func, operator, x, argument, reference)
-            returned = function(x.copy())
-            outputs = list(returned) if isinstance(returned, tuple) else [returned]
-            if len(outputs) > len(names):
-                note = f"returned {len(outputs)} items, expected {len(names)}"
+            reference_outputs = tuple(reference_at(x))
+            argument = None
+            if record.product is not None:
+                # The argument has the shape of the output after the product.
+                argument = rng.standard_normal(np.shape(reference_outputs[1]))
+            expected = [
+                np.asarray(e, float) for e in _applied(reference_outputs, argument)
+            ]
+            outputs = _applied(function(x.copy()), argument)
+            if len(outputs) > len(labels):
+                note = f"returned {len(outputs)} items, expected {len(labels)}"
                 comparisons.append(
-                    Comparison(
-                        operator, index, "tuple", np.inf, np.inf, (), False, note
-                    )
+                    Comparison(name, index, "tuple", np.inf, np.inf, (), False, note)
                 )
                 continue
-            if argument is not None and callable(outputs[0]):
-                outputs[0] = outputs[0](argument)
             scale = max(1.0, *(float(np.max(np.abs(e), initial=0.0)) for e in expected))
-            for name, actual, wanted in zip(names, outputs, expected, strict=False):
-                wanted = np.asarray(wanted)
+            for label, actual, wanted in zip(labels, outputs, expected, strict=False):
                 comparisons.append(
-                    _compare(operator, index, name, actual, wanted, rtol, atol, scale)
+                    _compare(name, index, label, actual, wanted, rtol, atol, scale)
                 )
     return DerivativeReport(tuple(comparisons), reference, rtol, atol)

@@ -24,8 +24,8 @@ import numpy as np
 
 from diffops import finite_differences
 from diffops.namespaces import ArrayNamespace, array_namespace
-from diffops.registry import DIFF_OPS, autodiff_fallback, available_backends
-from diffops.validation import SCALAR_OPERATORS
+from diffops.operators import OPERATORS
+from diffops.registry import autodiff_fallback, available_backends
 
 __all__ = ["DemoRow", "banana_neg_log_density", "run_demo", "torus_constraint"]
 
@@ -101,13 +101,13 @@ def _outputs(derivative: Callable[..., Any], x: np.ndarray, argument: Any) -> li
 def _finite_difference_reference(
     derivative: Callable[..., Any], x: np.ndarray, argument: Any
 ) -> np.ndarray:
-    """What the highest output should be, from differences of the next one."""
-    has_product = callable(derivative(x)[0])
-    if not has_product:
+    """What the highest output should be, from differences of the next one.
+
+    A product is the derivative of its argument's contraction with the next output:
+    ``mtp(M)`` of ``Σ M ∘ H``, ``mhp(M)`` of ``Σ M ∘ J``, ``vjp(u)`` of ``u · c``.
+    """
+    if argument is None:
         return finite_differences.jacobian(lambda y: derivative(y)[1], x)
-    if np.ndim(argument) == 1:  # vjp(u) = u @ ∂c/∂x
-        jacobian = finite_differences.jacobian(lambda y: derivative(y)[1], x)
-        return np.asarray(argument @ jacobian)
     return finite_differences.jacobian(lambda y: np.sum(argument * derivative(y)[1]), x)
 
 
@@ -123,10 +123,13 @@ def run_demo(
         "scalar": rng.uniform(-1, 1, DIMENSION),
         "vector": np.array([2.3, 0.4, 0.3]),
     }
+    # The product arguments, drawn once so that every backend gets the same.
     arguments = {
-        "mtp_hessian_grad_and_value": rng.standard_normal((DIMENSION, DIMENSION)),
-        "mhp_jacobian_and_value": rng.standard_normal((1, 3)),
-        "vjp_and_value": rng.standard_normal(1),
+        name: rng.standard_normal(
+            operator.concrete_argument_shape(points[operator.applies_to].size, 1)
+        )
+        for name, operator in OPERATORS.items()
+        if operator.product is not None
     }
     reference: dict[str, list[Any]] = {}
     rows = []
@@ -136,8 +139,8 @@ def run_demo(
             "scalar": banana_neg_log_density(xp),
             "vector": torus_constraint(xp),
         }
-        for operator in DIFF_OPS:
-            kind = "scalar" if operator in SCALAR_OPERATORS else "vector"
+        for operator, record in OPERATORS.items():
+            kind = record.applies_to
             x, argument = points[kind], arguments.get(operator)
             derivative = autodiff_fallback(
                 None, functions[kind], operator, operator, backend

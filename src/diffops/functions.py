@@ -1,213 +1,228 @@
 """The callables users get back: derivative functions and bound products.
 
-A :class:`DerivativeFunction` is a differential operator applied to a function: a
-callable of ``x`` that checks ``x`` and hands it to the backend's transform. A
-:class:`BoundProduct` is one of the linear maps ``mtp``, ``mhp`` and ``vjp`` that a
-derivative function returns: it holds what the backend kept from the evaluation at
-``x`` (residuals of a reverse pass, a generated closure) and applies it to a new
-matrix or vector without evaluating the function at ``x`` again.
+Every derivative function diffops makes, whatever the backend, is a
+:class:`DerivativeFunction`: it checks ``x``, hands it to the backend's evaluation,
+returns the outputs as NumPy arrays and binds the product of a product operator to
+``x`` as a :class:`BoundProduct`. A backend says how its framework does the parts
+that differ in a :class:`Runtime`: how an output becomes a NumPy array, how a
+product is applied, and which lock (if any) its framework's tracing needs.
 
-Both are defined at module level so that they pickle. A derivative function pickles
-as its recipe (the operator, the function, the backend's helpers), never as compiled
-code. A bound product pickles as the derivative function that made it and the point
-``x``; unpickled, it evaluates the derivative function at ``x`` once, on first use.
+What comes back is the caller's own and bound to the point it was computed at: the
+outputs are arrays that share memory with nothing (not ``x``, not each other, not
+what a product keeps), so updating ``x`` or an output in place afterwards changes
+nothing already returned. Where a product needs the point kept, ``x`` is copied once
+per call, and that copy is both what the backend computes from and what the product
+rebuilds itself from when unpickled.
+
+Both classes are defined at module level so that they pickle: a derivative function
+as its recipe (the backend's call that made it), never as compiled code; a product
+as the derivative function that made it and its point.
 """
 
 from __future__ import annotations
 
-import inspect
-import textwrap
+import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from diffops.validation import argument_name, as_product_argument, check_callable
+from diffops.operators import OPERATORS, Operator
+from diffops.validation import as_input_vector, as_product_argument
 
 __all__ = [
-    "PRODUCT_NAMES",
     "BoundProduct",
     "DerivativeFunction",
-    "bind_product",
-    "operator_sections",
+    "FrameworkDerivative",
+    "NumpyReturningFunction",
+    "Runtime",
 ]
 
-PRODUCT_NAMES = {
-    "vjp_and_value": "vjp",
-    "mtp_hessian_grad_and_value": "mtp",
-    "mhp_jacobian_and_value": "mhp",
-}
-"""The product each product operator returns first."""
 
-_SCALAR_FUNC = "func: Scalar function ``f`` of ``x``, an array of shape ``(n,)``."
-_VECTOR_FUNC = (
-    "func: Vector function ``c`` of ``x``, an array of shape ``(n,)``, with values "
-    "of shape ``(m,)``."
-)
-_RAISES = """Raises:
-    TypeError: If ``func`` is not callable. The derivative function raises
-        ``TypeError`` or ``ValueError``, naming the argument, for an ``x`` that is not
-        a 1-D real array, a function of the wrong kind, or a product argument of the
-        wrong shape."""
+class Runtime(NamedTuple):
+    """What :class:`DerivativeFunction` needs to know of a backend's framework.
 
-# The Args, Returns and Raises sections every backend's operator of that name shares;
-# each backend's own docstring says how it computes the operator.
-_OPERATOR_SECTIONS = {
-    "vjp_and_value": (
-        _VECTOR_FUNC,
-        "The derivative function ``x ↦ (vjp, v)`` with ``v = c(x)`` and ``vjp`` a "
-        ":class:`~diffops.BoundProduct` bound to ``x``: ``vjp(u) = u @ J`` for "
-        "``u`` of shape ``(m,)``, of shape ``(n,)``.",
-    ),
-    "grad_and_value": (
-        _SCALAR_FUNC,
-        "The derivative function ``x ↦ (g, v)`` with ``g[i] = ∂f/∂x[i]`` of shape "
-        "``(n,)`` and ``v = f(x)``.",
-    ),
-    "hessian_grad_and_value": (
-        _SCALAR_FUNC,
-        "The derivative function ``x ↦ (H, g, v)`` with ``H[i, j] = ∂²f/∂x[i]∂x[j]`` "
-        "of shape ``(n, n)``, ``g[i] = ∂f/∂x[i]`` and ``v = f(x)``.",
-    ),
-    "mtp_hessian_grad_and_value": (
-        _SCALAR_FUNC,
-        "The derivative function ``x ↦ (mtp, H, g, v)`` with ``mtp`` a "
-        ":class:`~diffops.BoundProduct` bound to ``x``: "
-        "``mtp(M)[i] = Σ_jk M[j, k] ∂³f/∂x[i]∂x[j]∂x[k]`` for ``M`` of shape "
-        "``(n, n)``, of shape ``(n,)``; ``H``, ``g`` and ``v = f(x)`` as returned by "
-        "``hessian_grad_and_value``.",
-    ),
-    "jacobian_and_value": (
-        _VECTOR_FUNC,
-        "The derivative function ``x ↦ (J, v)`` with ``J[i, k] = ∂c[i]/∂x[k]`` of "
-        "shape ``(m, n)`` and ``v = c(x)``.",
-    ),
-    "mhp_jacobian_and_value": (
-        _VECTOR_FUNC,
-        "The derivative function ``x ↦ (mhp, J, v)`` with ``mhp`` a "
-        ":class:`~diffops.BoundProduct` bound to ``x``: "
-        "``mhp(M)[k] = Σ_ij M[i, j] ∂²c[i]/∂x[j]∂x[k]`` for ``M`` of shape "
-        "``(m, n)``, of shape ``(n,)``; ``J`` and ``v = c(x)`` as returned by "
-        "``jacobian_and_value``.",
-    ),
-}
+    Attributes:
+        to_numpy: ``to_numpy(output, dtype)``: one output of the framework's as a
+            NumPy array of floating-point type that shares memory with nothing the
+            framework keeps; ``dtype`` is that of ``x``, for outputs that come back
+            as integers. ``None`` where the evaluation and the products return such
+            arrays already.
+        apply: ``apply(state, argument)``: the product from the state the backend's
+            evaluation returned first, applied to ``M`` or ``u`` (a NumPy array).
+        lock: Held around every evaluation and product where the framework's tracing
+            is process-wide state that threads would corrupt; ``None`` for none.
+    """
+
+    to_numpy: Callable[[Any, np.dtype[Any]], np.ndarray] | None
+    apply: Callable[[Any, np.ndarray], Any]
+    lock: threading.RLock | None = None
 
 
-def _section(heading: str, text: str, hanging: str = "") -> str:
-    """A Google-style section; ``hanging`` indents the lines after the first."""
-    body = textwrap.fill(
-        text,
-        width=88,
-        initial_indent="    ",
-        subsequent_indent="    " + hanging,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-    return f"{heading}:\n{body}"
+class FrameworkDerivative:
+    """A differential operator applied to ``func``, on the framework's own arrays.
 
-
-Operator = TypeVar("Operator", bound=Callable[..., Any])
-
-
-def operator_sections(operator: Operator) -> Operator:
-    """Append the Args, Returns and Raises sections shared by operators of its name.
-
-    A decorator for the six operators of a backend module, so that every backend
-    documents the arguments and outputs of, say, ``grad_and_value`` in the same words.
+    ``x ↦ transform(func, x)``, for the backends whose function wrapper then compiles
+    it or converts its arrays (``jax``, ``torch``): the framework can trace it, so it
+    may be composed into the user's own compiled or vectorised code.
 
     Args:
-        operator: A function named after one of :data:`diffops.DIFF_OPS`.
-
-    Returns:
-        ``operator`` itself, its docstring extended.
+        operator: Name of the operator, one of :data:`diffops.DIFF_OPS`.
+        transform: ``transform(func, x)`` computes the operator's outputs at ``x``; for
+            a product operator, the first is the state the product is computed from.
+        func: The function being differentiated.
     """
-    if operator.__doc__ is not None:
-        func, returns = _OPERATOR_SECTIONS[operator.__name__]
-        sections = (
-            _section("Args", func, "    "),
-            _section("Returns", returns),
-            _RAISES,
-        )
-        operator.__doc__ = "\n\n".join([inspect.cleandoc(operator.__doc__), *sections])
-    return operator
+
+    __slots__ = ("__weakref__", "func", "operator", "transform")
+
+    def __init__(
+        self,
+        operator: str,
+        transform: Callable[[Callable[..., Any], Any], tuple[Any, ...]],
+        func: Callable[..., Any],
+    ) -> None:
+        self.operator = operator
+        self.transform = transform
+        self.func = func
+
+    def __call__(self, x: Any) -> tuple[Any, ...]:
+        """The operator's outputs at ``x``, in the framework's arrays."""
+        return self.transform(self.func, x)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrameworkDerivative, (self.operator, self.transform, self.func))
+
+    def __repr__(self) -> str:
+        return f"{self.operator}({getattr(self.func, '__name__', self.func)!r})"
 
 
 class DerivativeFunction:
-    """A differential operator applied to ``func``: ``x ↦ transform(func, prepare(x))``.
+    """``x ↦`` the outputs of a differential operator at ``x``, as NumPy arrays.
+
+    The outputs come highest derivative first and value last; for a product operator
+    the first is a :class:`BoundProduct` bound to ``x``.
 
     Args:
-        name: Name of the operator, one of :data:`diffops.DIFF_OPS`.
-        transform: ``transform(func, x)`` computes the operator's outputs at ``x``.
-        func: The function being differentiated.
-        prepare: Checks and converts ``x`` before ``transform`` sees it.
-        apply: For product operators whose ``transform`` returns the backend's
-            product state first: ``apply(state, argument)``, which computes the
-            product. ``None`` when ``transform``'s outputs are returned as they are.
+        operator: Name of the operator, one of :data:`diffops.DIFF_OPS`.
+        evaluate: ``evaluate(x)``, for ``x`` a 1-D float NumPy array: the
+            operator's outputs in the framework's arrays (for a product operator, the
+            product's state first). Called with a copy of ``x`` where a product is
+            bound to it.
+        runtime: How the framework's outputs become NumPy arrays, how the product is
+            applied, and the lock its tracing needs.
+        rebuild: ``(callable, arguments)`` that makes this derivative function again
+            where it is unpickled: the backend's own call that made it.
+        size: The length ``n`` that ``x`` must have, where the backend fixed it when
+            it made the function; ``None`` for any.
+        size_origin: What fixed ``size``, for the error message.
     """
+
+    __slots__ = (
+        "_lock",
+        "_product",
+        "_rebuild",
+        "_shape",
+        "_size_origin",
+        "_to_numpy",
+        "evaluate",
+        "operator",
+        "runtime",
+        "size",
+    )
 
     def __init__(
         self,
-        name: str,
-        transform: Callable[[Callable[..., Any], Any], Any],
-        func: Callable[..., Any],
-        prepare: Callable[[Any], Any],
-        apply: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+        operator: str,
+        evaluate: Callable[[np.ndarray], tuple[Any, ...]],
+        runtime: Runtime,
+        rebuild: tuple[Callable[..., Any], tuple[Any, ...]],
+        *,
+        size: int | None = None,
+        size_origin: str = "",
     ) -> None:
-        check_callable(func, name)
-        self.name = name
-        self.transform = transform
-        self.func = func
-        self.prepare = prepare
-        self.apply = apply
+        self.operator = operator
+        self.evaluate = evaluate
+        self.runtime = runtime
+        self.size = size
+        self._size_origin = size_origin
+        self._rebuild = rebuild
+        self._product = OPERATORS[operator].product is not None
+        # Read on every call, so kept here rather than looked up in runtime.
+        self._shape = None if size is None else (size,)
+        self._lock = runtime.lock
+        self._to_numpy = runtime.to_numpy
 
-    def __call__(self, x: Any) -> Any:
+    @property
+    def record(self) -> Operator:
+        """The operator's :class:`~diffops.operators.Operator` record."""
+        return OPERATORS[self.operator]
+
+    def __call__(self, x: Any) -> tuple[Any, ...]:
         """Evaluate at ``x``: the outputs, highest derivative first, value last."""
-        x = self.prepare(x)
-        outputs = self.transform(self.func, x)
-        if self.apply is None:
-            return outputs
-        state, *rest = outputs
-        return (bind_product(self.apply, state, rest[0], self, x), *rest)
+        if (
+            type(x) is np.ndarray
+            and x.dtype.kind == "f"
+            and (x.shape == self._shape if self._shape else x.ndim == 1 and x.size)
+        ):
+            if self._product:
+                x = x.copy()
+        else:
+            x = as_input_vector(x, self._product, self.size, self._size_origin)
+        if self._lock is None:
+            outputs = self.evaluate(x)
+        else:
+            with self._lock:
+                outputs = self.evaluate(x)
+        to_numpy = self._to_numpy
+        if not self._product:
+            if to_numpy is None:
+                return outputs
+            return tuple([to_numpy(output, x.dtype) for output in outputs])
+        state, *arrays = outputs
+        if to_numpy is not None:
+            arrays = [to_numpy(output, x.dtype) for output in arrays]
+        return (BoundProduct(self, x, state, arrays[0]), *arrays)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self._rebuild
 
     def __repr__(self) -> str:
-        return f"{self.name}({getattr(self.func, '__name__', self.func)!r})"
+        return f"<diffops {self.operator} of {self._rebuild[1][0]!r}>"
 
 
 class BoundProduct:
-    """Linear map ``M ↦ product`` bound to one point.
+    """The linear map of a product operator, bound to the point it was made at.
+
+    ``mtp``, ``mhp`` or ``vjp``: applied to ``M`` (or ``u``), it computes the product
+    from what the evaluation at ``x`` kept, without evaluating the function again.
 
     Args:
-        apply: ``apply(state, argument)`` computes the product as a NumPy array.
-        state: What the backend kept from the evaluation at the point.
-        shape: Shape the argument must have: ``(n, n)`` for ``mtp``, ``(m, n)`` for
-            ``mhp``, ``(m,)`` for ``vjp``.
-        name: Name of the product, for error messages and ``repr``.
-        recipe: ``(derivative, x)``, the derivative function that made this product
-            and the point, from which it is rebuilt when unpickled; without it the
-            product does not pickle.
+        derivative: The derivative function that made it: it names the product,
+            applies it, and makes it again where it is unpickled.
+        point: The point ``x``, a copy owned by the product.
+        state: What the backend's evaluation at ``point`` returned for the product.
+        like: The output after the product (``H`` for ``mtp``, ``J`` for ``mhp``, the
+            value for ``vjp``), whose shape the argument must have.
     """
 
-    __slots__ = ("_apply", "_name", "_recipe", "_shape", "_state")
+    __slots__ = ("_derivative", "_point", "_shape", "_state")
 
     def __init__(
         self,
-        apply: Callable[[Any, np.ndarray], np.ndarray],
+        derivative: DerivativeFunction,
+        point: np.ndarray,
         state: Any,
-        shape: tuple[int, ...],
-        name: str,
-        recipe: tuple[Callable[[Any], Any], np.ndarray] | None = None,
+        like: np.ndarray,
     ) -> None:
-        self._apply = apply
+        self._derivative = derivative
+        self._point = point
         self._state = state
-        self._shape = shape
-        self._name = name
-        self._recipe = recipe
+        self._shape: tuple[int, ...] = like.shape
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        if self._recipe is None:
-            msg = f"this {self._name} was made without a recipe and cannot be pickled"
-            raise TypeError(msg)
-        return (_product_at, self._recipe)
+    @property
+    def name(self) -> str:
+        """``"mtp"``, ``"mhp"`` or ``"vjp"``."""
+        return str(self._derivative.record.product)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -216,38 +231,82 @@ class BoundProduct:
 
     def __call__(self, argument: Any) -> np.ndarray:
         """Apply the product to ``M`` (or ``u``); the result has shape ``(n,)``."""
-        argument = as_product_argument(argument, self._shape, self._name)
-        return self._apply(self._state, argument)
+        record = self._derivative.record
+        argument = as_product_argument(
+            argument, self._shape, str(record.argument), str(record.product)
+        )
+        runtime = self._derivative.runtime
+        if runtime.lock is None:
+            product = runtime.apply(self._state, argument)
+        else:
+            with runtime.lock:
+                product = runtime.apply(self._state, argument)
+        if runtime.to_numpy is None:
+            return product  # type: ignore[no-any-return]
+        return runtime.to_numpy(product, self._point.dtype)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_product_at, (self._derivative, self._point))
 
     def __repr__(self) -> str:
-        argument = argument_name(self._shape)
-        return f"<{self._name}: {argument} of shape {self._shape} -> (n,)>"
+        record = self._derivative.record
+        return (
+            f"<{record.product} bound to x of shape {self._point.shape}: "
+            f"{record.argument} of shape {self._shape} -> shape {self._point.shape}>"
+        )
 
 
-def _product_at(derivative: Callable[[Any], Any], x: np.ndarray) -> Any:
-    """The product that ``derivative`` returns at ``x``: how a product unpickles."""
-    return derivative(x)[0]
+def _product_at(derivative: DerivativeFunction, x: np.ndarray) -> BoundProduct:
+    """The product ``derivative`` returns at ``x``: how a product unpickles."""
+    product: BoundProduct = derivative(x)[0]
+    return product
 
 
-def bind_product(
-    apply: Callable[[Any, np.ndarray], np.ndarray],
-    state: Any,
-    next_output: Any,
-    derivative: Callable[[Any], Any] | DerivativeFunction,
-    x: Any,
-) -> BoundProduct:
-    """The :class:`BoundProduct` of a product operator's evaluation at ``x``.
+class NumpyReturningFunction:
+    """A function of a framework's arrays, made to take and return NumPy arrays.
 
-    Its argument has the shape of ``next_output``, the output after it: ``H`` for
-    ``mtp``, ``J`` for ``mhp``, the value for ``vjp``. ``derivative`` is the function
-    the user called (it names the product and rebuilds it when unpickled); ``x`` is
-    copied, since callers may update their point in place afterwards.
+    What the ``jax``, ``jax_nojit`` and ``torch`` function wrappers return for a
+    function that is not one of their derivative functions, as in
+    ``wrap_function(f, "jax")``. Positional arguments are converted for the framework;
+    the output, or each item of a tuple output, comes back through ``to_numpy``.
+
+    Args:
+        function: The user's function.
+        call: What is called in its place: ``function`` itself, or compiled.
+        to_framework: Converts one positional argument for the framework.
+        to_numpy: Converts one output: the framework's arrays to NumPy arrays,
+            anything else unchanged.
+        rebuild: ``(callable, arguments)`` that makes it again where it is unpickled.
     """
-    operator = getattr(derivative, "name", "")
-    return BoundProduct(
-        apply,
-        state,
-        tuple(np.shape(next_output)),
-        PRODUCT_NAMES.get(operator, "product"),
-        (derivative, np.array(x, copy=True)),
-    )
+
+    __slots__ = ("__wrapped__", "_call", "_rebuild", "_to_framework", "_to_numpy")
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        call: Callable[..., Any],
+        to_framework: Callable[[Any], Any],
+        to_numpy: Callable[[Any], Any],
+        rebuild: tuple[Callable[..., Any], tuple[Any, ...]],
+    ) -> None:
+        if not callable(function):
+            msg = f"function must be callable; got {type(function).__name__}."
+            raise TypeError(msg)
+        self.__wrapped__ = function
+        self._call = call
+        self._to_framework = to_framework
+        self._to_numpy = to_numpy
+        self._rebuild = rebuild
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function on the arguments converted; return NumPy arrays."""
+        output = self._call(*map(self._to_framework, args), **kwargs)
+        if type(output) is tuple:
+            return tuple(map(self._to_numpy, output))
+        return self._to_numpy(output)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self._rebuild
+
+    def __repr__(self) -> str:
+        return f"<{self.__wrapped__!r} returning NumPy arrays>"

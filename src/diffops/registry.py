@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from diffops.operators import DIFF_OPS
+
 __all__ = [
     "DIFF_OPS",
     "REGISTERED_BACKENDS",
@@ -26,16 +28,6 @@ __all__ = [
     "register_backend",
     "wrap_function",
 ]
-
-DIFF_OPS: tuple[str, ...] = (
-    "vjp_and_value",
-    "grad_and_value",
-    "hessian_grad_and_value",
-    "mtp_hessian_grad_and_value",
-    "jacobian_and_value",
-    "mhp_jacobian_and_value",
-)
-"""Names of the differential operators every backend module provides, in order."""
 
 
 class AutodiffBackend(NamedTuple):

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from diffops.operators import SCALAR_OPERATORS, VECTOR_OPERATORS
+
 __all__ = [
-    "SCALAR_OPERATORS",
-    "VECTOR_OPERATORS",
-    "argument_name",
     "as_input_vector",
     "as_product_argument",
     "check_callable",
@@ -22,16 +21,6 @@ __all__ = [
     "describe_shape",
     "output_shape",
 ]
-
-SCALAR_OPERATORS = (
-    "grad_and_value",
-    "hessian_grad_and_value",
-    "mtp_hessian_grad_and_value",
-)
-"""Operators that apply to a scalar-valued function ``f``."""
-
-VECTOR_OPERATORS = ("jacobian_and_value", "mhp_jacobian_and_value", "vjp_and_value")
-"""Operators that apply to a vector-valued function ``c``."""
 
 
 def describe_shape(shape: tuple[int, ...]) -> str:
@@ -48,16 +37,34 @@ def check_callable(func: object, operator: str) -> None:
         raise TypeError(msg)
 
 
-def as_input_vector(x: Any) -> np.ndarray:
+def as_input_vector(
+    x: Any, copy: bool = False, size: int | None = None, size_origin: str = ""
+) -> np.ndarray:
     """Return ``x`` as a 1-D floating-point NumPy array, or raise a clear error.
 
     Lists and integer arrays become float64 arrays; float arrays are passed through
     unchanged, so a float32 input stays float32.
+
+    Args:
+        x: The point.
+        copy: Whether the array returned must be a copy that the caller owns, even
+            where ``x`` is already a float array.
+        size: The length ``x`` must have, or ``None`` for any.
+        size_origin: What fixed ``size``, for the error message.
+
+    Returns:
+        The array: ``x`` itself where it is a 1-D float array and no copy is asked.
     """
-    if type(x) is np.ndarray and x.ndim == 1 and x.dtype.kind == "f" and x.shape[0]:
-        return x
+    if (
+        type(x) is np.ndarray
+        and x.ndim == 1
+        and x.dtype.kind == "f"
+        and x.shape[0]
+        and (size is None or x.shape[0] == size)
+    ):
+        return x.copy() if copy else x
     try:
-        array = np.asarray(x)
+        array = np.array(x, copy=True if copy else None)
     except (TypeError, ValueError) as error:
         msg = (
             f"x must be a 1-D array of real numbers; got {type(x).__name__} ({error})."
@@ -72,6 +79,9 @@ def as_input_vector(x: Any) -> np.ndarray:
         )
         raise TypeError(msg)
     check_vector_shape(array.shape)
+    if size is not None and array.shape[0] != size:
+        msg = f"x must have shape ({size},), {size_origin}; got shape {array.shape}."
+        raise ValueError(msg)
     return array
 
 
@@ -85,19 +95,22 @@ def check_vector_shape(shape: tuple[int, ...]) -> None:
         raise ValueError(msg)
 
 
-def argument_name(shape: tuple[int, ...]) -> str:
-    """What a bound product's argument is called: ``u`` when 1-D, ``M`` otherwise."""
-    return "u" if len(shape) == 1 else "M"
-
-
-def as_product_argument(value: Any, shape: tuple[int, ...], product: str) -> np.ndarray:
+def as_product_argument(
+    value: Any, shape: tuple[int, ...], argument: str, product: str
+) -> np.ndarray:
     """Return a bound product's argument as a float array of ``shape``.
 
-    The argument is ``M``, or ``u`` when ``shape`` is 1-D.
+    Args:
+        value: What the product was given.
+        shape: The shape it must have.
+        argument: Its name, ``"M"`` or ``"u"``.
+        product: The product's name, ``"mtp"``, ``"mhp"`` or ``"vjp"``.
+
+    Returns:
+        The argument as a float array: ``value`` itself where it is one already.
     """
     if type(value) is np.ndarray and value.shape == shape and value.dtype.kind == "f":
         return value
-    argument = argument_name(shape)
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as error:

@@ -6,11 +6,11 @@ it to functions that themselves call it, so that the outer pullback differentiat
 through the inner one. Only the output being differentiated is traced: the lower
 orders are carried out as plain values, so a pullback never pushes zero cotangents
 back through the graph of ``f`` (which doubles the cost of each Hessian row, and of
-each ``mtp`` and ``mhp``, when done naively). Autograd has no function wrapper: its
-functions take and return NumPy arrays already.
+each ``mtp`` and ``mhp``, when done naively). The products' state is that pullback.
+Autograd has no function wrapper: its functions take and return NumPy arrays already.
 
 Autograd numbers nested traces with one process-wide counter, which threads running
-at once would corrupt, so the traced work of every operator holds one lock.
+at once would corrupt, so every evaluation and product holds one lock.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import DerivativeFunction, operator_sections
+from diffops.functions import DerivativeFunction, Runtime
+from diffops.operators import operator_sections
 from diffops.validation import (
-    as_input_vector,
+    check_callable,
     check_scalar_output,
     check_vector_output,
     output_shape,
@@ -53,17 +54,11 @@ __all__ = [
     "vjp_and_value",
 ]
 
+Pullback = Callable[[Any], Any]
+
 
 def _basis(size: int, like: Any) -> np.ndarray:
     return np.eye(size, dtype=vspace(like).dtype)
-
-
-def _grad_and_value(
-    func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
-) -> tuple[Any, Any]:
-    pullback, value = make_vjp(func, x)
-    check_scalar_output(output_shape(value, operator), operator)
-    return pullback(vspace(value).ones()), value
 
 
 def _first_traced(
@@ -81,9 +76,9 @@ def _first_traced(
 
 def _pullback_of_first(
     transform: Callable[..., tuple[Any, ...]],
-    operator: str,
     func: Callable[..., Any],
     x: Any,
+    operator: str,
 ) -> tuple[Any, ...]:
     """Pullback of ``transform``'s first output, then all of its outputs.
 
@@ -95,13 +90,38 @@ def _pullback_of_first(
     return (pullback, first, *rest)
 
 
+# The operators' computations.
+
+
+def _vjp_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "vjp_and_value"
+) -> tuple[Pullback, Any]:
+    pullback, value = make_vjp(func, x)
+    check_vector_output(output_shape(value, operator), operator)
+    return pullback, value
+
+
+def _grad_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
+) -> tuple[Any, Any]:
+    pullback, value = make_vjp(func, x)
+    check_scalar_output(output_shape(value, operator), operator)
+    return pullback(vspace(value).ones()), value
+
+
 def _hessian_grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "hessian_grad_and_value"
 ) -> tuple[Any, Any, Any]:
-    pullback, grad, value = _pullback_of_first(_grad_and_value, operator, func, x)
+    pullback, grad, value = _pullback_of_first(_grad_and_value, func, x, operator)
     # The pullback of the gradient map at e_i is row i of H.
     hessian = anp.stack([pullback(row) for row in _basis(x.shape[0], grad)])
     return hessian, grad, value
+
+
+def _mtp_hessian_grad_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "mtp_hessian_grad_and_value"
+) -> tuple[Any, ...]:
+    return _pullback_of_first(_hessian_grad_and_value, func, x, operator)
 
 
 def _jacobian_and_value(
@@ -114,93 +134,94 @@ def _jacobian_and_value(
     return jacobian, value
 
 
-_TRACE_LOCK = threading.RLock()
+def _mhp_jacobian_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "mhp_jacobian_and_value"
+) -> tuple[Any, ...]:
+    return _pullback_of_first(_jacobian_and_value, func, x, operator)
 
 
-def _locked(transform: Callable[..., Any], func: Callable[..., Any], x: Any) -> Any:
-    with _TRACE_LOCK:
-        return transform(func, x)
+# How the outputs reach the user.
 
 
-def _apply_pullback(pullback: Callable[[Any], Any], argument: np.ndarray) -> Any:
-    with _TRACE_LOCK:
-        return pullback(argument)
+def _to_numpy(value: Any, dtype: np.dtype[Any]) -> np.ndarray:
+    # A copy: the value may be x itself, or an array the pullback keeps.
+    array = np.array(value)
+    if array.dtype.kind != "f":
+        array = array.astype(dtype)
+    return array
 
 
-def _vjp_and_value(func: Callable[..., Any], x: np.ndarray) -> tuple[Any, Any]:
-    pullback, value = make_vjp(func, x)
-    check_vector_output(output_shape(value, "vjp_and_value"), "vjp_and_value")
-    return pullback, value
+def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
+    return pullback(argument)
 
 
-def _operator(
-    name: str,
+RUNTIME = Runtime(_to_numpy, _apply_product, threading.RLock())
+"""How this backend's derivative functions run; the lock serialises tracing."""
+
+
+def _derivative(
+    operator: Callable[..., DerivativeFunction],
     transform: Callable[..., Any],
     func: Callable[..., Any],
-    product: bool = False,
 ) -> DerivativeFunction:
+    check_callable(func, operator.__name__)
     return DerivativeFunction(
-        name,
-        functools.partial(_locked, transform),
-        func,
-        as_input_vector,
-        _apply_pullback if product else None,
+        operator.__name__,
+        functools.partial(transform, func),
+        RUNTIME,
+        (operator, (func,)),
     )
+
+
+# The operators, in the order of DIFF_OPS.
 
 
 @operator_sections
 def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
 
-    ``vjp(u) = u @ J`` with ``J[i, k] = ∂c[i]/∂x[k]``; ``u`` has shape ``(m,)`` and the
-    product shape ``(n,)``.
+    ``vjp`` is the pullback of :func:`autograd.core.make_vjp`.
     """
-    return _operator("vjp_and_value", _vjp_and_value, func, product=True)
+    return _derivative(vjp_and_value, _vjp_and_value, func)
 
 
 @operator_sections
 def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
-    return _operator("grad_and_value", _grad_and_value, func)
+    """Make ``x ↦ (g, f(x))`` for a scalar function ``f``."""
+    return _derivative(grad_and_value, _grad_and_value, func)
 
 
 @operator_sections
 def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (H, g, f(x))`` for a scalar ``f``, ``H[i, j] = ∂²f/∂x[i]∂x[j]``.
+    """Make ``x ↦ (H, g, f(x))`` for a scalar function ``f``.
 
     One forward pass through the gradient map, then one pullback per row of ``H``.
     """
-    return _operator("hessian_grad_and_value", _hessian_grad_and_value, func)
+    return _derivative(hessian_grad_and_value, _hessian_grad_and_value, func)
 
 
 @operator_sections
 def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``.
 
-    ``mtp(M)[i] = Σ_jk M[j, k] ∂³f/∂x[i]∂x[j]∂x[k]`` for ``M`` of shape ``(n, n)``:
-    the pullback of the Hessian map with cotangent ``M``.
+    ``mtp`` is the pullback of the Hessian map, applied to the cotangent ``M``.
     """
-    name = "mtp_hessian_grad_and_value"
-    transform = functools.partial(_pullback_of_first, _hessian_grad_and_value, name)
-    return _operator(name, transform, func, product=True)
+    return _derivative(mtp_hessian_grad_and_value, _mtp_hessian_grad_and_value, func)
 
 
 @operator_sections
 def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (J, c(x))`` for a vector function ``c``, ``J[i, k] = ∂c[i]/∂x[k]``.
+    """Make ``x ↦ (J, c(x))`` for a vector function ``c``.
 
     One forward pass, then one pullback per row of ``J``.
     """
-    return _operator("jacobian_and_value", _jacobian_and_value, func)
+    return _derivative(jacobian_and_value, _jacobian_and_value, func)
 
 
 @operator_sections
 def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
     """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``.
 
-    ``mhp(M)[k] = Σ_ij M[i, j] ∂²c[i]/∂x[j]∂x[k]`` for ``M`` of shape ``(m, n)``: the
-    pullback of the Jacobian map with cotangent ``M``.
+    ``mhp`` is the pullback of the Jacobian map, applied to the cotangent ``M``.
     """
-    name = "mhp_jacobian_and_value"
-    transform = functools.partial(_pullback_of_first, _jacobian_and_value, name)
-    return _operator(name, transform, func, product=True)
+    return _derivative(mhp_jacobian_and_value, _mhp_jacobian_and_value, func)

@@ -1,12 +1,13 @@
 """JAX backend: operators traced by JAX, compiled by the ``jax`` function wrapper.
 
-Each operator returns a function of ``x`` written in JAX primitives. The registered
-function wrappers turn it into what users call: :func:`jit_and_return_numpy_arrays`
-(backend ``jax``) compiles it with :func:`jax.jit`, and :func:`return_numpy_arrays`
-(backend ``jax_nojit``) runs it op by op. Both return NumPy arrays, and both turn the
-pullbacks returned by the product operators into :class:`~diffops.BoundProduct`
-callables; with ``jax`` those are compiled too, so that ``mtp(M)`` is one call of
-compiled code that reuses the residuals kept from the evaluation at ``x``.
+Each operator returns a :class:`~diffops.functions.FrameworkDerivative`, a function of
+a JAX array that JAX can trace. The registered function wrappers make from it the
+:class:`~diffops.DerivativeFunction` users call: :func:`jit_and_return_numpy_arrays`
+(backend ``jax``) compiles it with :func:`jax.jit`, and its products too, so that
+``mtp(M)`` is one call of compiled code that reuses the residuals kept from the
+evaluation at ``x``; :func:`return_numpy_arrays` (backend ``jax_nojit``) runs it op by
+op. The products' state is the pullback of :func:`jax.vjp`, a pytree whose leaves
+are those residuals.
 
 JAX computes in float32 unless 64-bit mode is on. The wrappers never switch it on;
 they warn once, saying how to, when a float64 input would be computed in float32.
@@ -22,16 +23,16 @@ from typing import Any
 import numpy as np
 
 from diffops.functions import (
-    PRODUCT_NAMES,
-    BoundProduct,
     DerivativeFunction,
-    operator_sections,
+    FrameworkDerivative,
+    NumpyReturningFunction,
+    Runtime,
 )
+from diffops.operators import operator_sections
 from diffops.validation import (
-    as_input_vector,
+    check_callable,
     check_scalar_output,
     check_vector_output,
-    check_vector_shape,
     output_shape,
 )
 
@@ -48,8 +49,6 @@ else:
 __all__ = [
     "AVAILABLE",
     "FRAMEWORK",
-    "NumpyReturningDerivative",
-    "NumpyReturningFunction",
     "grad_and_value",
     "hessian_grad_and_value",
     "jacobian_and_value",
@@ -60,22 +59,21 @@ __all__ = [
     "vjp_and_value",
 ]
 
-
 # The pullbacks of jax.vjp are jax.tree_util.Partial objects: pytrees whose leaves are
 # the residuals of the forward pass, so they can leave one compiled function and enter
-# another. They return a tuple with one cotangent per primal; _apply_pullback detupled.
+# another. They return a tuple with one cotangent per primal.
 Pullback = Any
 
 
-def _as_traced_vector(x: Any) -> Any:
-    x = jnp.asarray(x)
-    check_vector_shape(x.shape)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        if not jnp.issubdtype(x.dtype, jnp.integer):
-            msg = f"x must be a 1-D array of real numbers; got dtype {x.dtype}."
-            raise TypeError(msg)
-        x = x.astype(jnp.result_type(float))
-    return x
+# The operators' computations, on JAX arrays.
+
+
+def _vjp_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "vjp_and_value"
+) -> tuple[Pullback, Any]:
+    value, pullback = jax.vjp(func, x)
+    check_vector_output(output_shape(value, operator), operator)
+    return pullback, value
 
 
 def _grad_and_value(
@@ -98,20 +96,18 @@ def _hessian_and_aux(
     return hessian, (grad, value)
 
 
-def _hessian_grad_and_value(func: Callable[..., Any], x: Any) -> tuple[Any, Any, Any]:
-    hessian, (grad, value) = _hessian_and_aux(func, x)
+def _hessian_grad_and_value(
+    func: Callable[..., Any], x: Any, operator: str = "hessian_grad_and_value"
+) -> tuple[Any, Any, Any]:
+    hessian, (grad, value) = _hessian_and_aux(func, x, operator)
     return hessian, grad, value
 
 
 def _mtp_hessian_grad_and_value(
-    func: Callable[..., Any], x: Any
+    func: Callable[..., Any], x: Any, operator: str = "mtp_hessian_grad_and_value"
 ) -> tuple[Pullback, Any, Any, Any]:
     hessian, pullback, (grad, value) = jax.vjp(
-        functools.partial(
-            _hessian_and_aux, func, operator="mtp_hessian_grad_and_value"
-        ),
-        x,
-        has_aux=True,
+        functools.partial(_hessian_and_aux, func, operator=operator), x, has_aux=True
     )
     return pullback, hessian, grad, value
 
@@ -132,220 +128,160 @@ def _jacobian_and_value(
 
 
 def _mhp_jacobian_and_value(
-    func: Callable[..., Any], x: Any
+    func: Callable[..., Any], x: Any, operator: str = "mhp_jacobian_and_value"
 ) -> tuple[Pullback, Any, Any]:
     jacobian, pullback, value = jax.vjp(
-        functools.partial(_jacobian_and_value, func, operator="mhp_jacobian_and_value"),
+        functools.partial(_jacobian_and_value, func, operator=operator),
         x,
         has_aux=True,
     )
     return pullback, jacobian, value
 
 
-def _vjp_and_value(func: Callable[..., Any], x: Any) -> tuple[Pullback, Any]:
-    value, pullback = jax.vjp(func, x)
-    check_vector_output(output_shape(value, "vjp_and_value"), "vjp_and_value")
-    return pullback, value
+# How the outputs reach the user.
 
 
-@operator_sections
-def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
-
-    ``vjp(u) = u @ J`` with ``J[i, k] = ∂c[i]/∂x[k]``; ``u`` has shape ``(m,)`` and the
-    product shape ``(n,)``.
-    """
-    return DerivativeFunction("vjp_and_value", _vjp_and_value, func, _as_traced_vector)
-
-
-@operator_sections
-def grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, ``g[i] = ∂f/∂x[i]``."""
-    return DerivativeFunction(
-        "grad_and_value", _grad_and_value, func, _as_traced_vector
-    )
+def _to_numpy(value: Any, dtype: np.dtype[Any]) -> np.ndarray:
+    # A copy: NumPy's view of a JAX buffer is read-only, and a product's residuals
+    # may be that same buffer.
+    array = np.array(value)
+    if array.dtype.kind != "f":
+        array = array.astype(jax.dtypes.canonicalize_dtype(dtype))
+    return array
 
 
-@operator_sections
-def hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (H, g, f(x))`` for a scalar ``f``, ``H[i, j] = ∂²f/∂x[i]∂x[j]``.
-
-    ``H`` is computed forward-over-reverse: one linearisation of the gradient and a
-    vectorised push of the ``n`` basis vectors through it.
-    """
-    return DerivativeFunction(
-        "hessian_grad_and_value", _hessian_grad_and_value, func, _as_traced_vector
-    )
-
-
-@operator_sections
-def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``.
-
-    ``mtp(M)[i] = Σ_jk M[j, k] ∂³f/∂x[i]∂x[j]∂x[k]`` for ``M`` of shape ``(n, n)``:
-    the pullback of the Hessian map with cotangent ``M``.
-    """
-    return DerivativeFunction(
-        "mtp_hessian_grad_and_value",
-        _mtp_hessian_grad_and_value,
-        func,
-        _as_traced_vector,
-    )
-
-
-@operator_sections
-def jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (J, c(x))`` for a vector function ``c``, ``J[i, k] = ∂c[i]/∂x[k]``.
-
-    Reverse mode (``m`` pullbacks) when ``m <= n``, forward mode (``n`` pushforwards)
-    otherwise, each vectorised.
-    """
-    return DerivativeFunction(
-        "jacobian_and_value", _jacobian_and_value, func, _as_traced_vector
-    )
-
-
-@operator_sections
-def mhp_jacobian_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``.
-
-    ``mhp(M)[k] = Σ_ij M[i, j] ∂²c[i]/∂x[j]∂x[k]`` for ``M`` of shape ``(m, n)``: the
-    pullback of the Jacobian map with cotangent ``M``.
-    """
-    return DerivativeFunction(
-        "mhp_jacobian_and_value", _mhp_jacobian_and_value, func, _as_traced_vector
-    )
-
-
-def _apply_pullback(pullback: Pullback, argument: Any) -> Any:
+def _apply_product(pullback: Pullback, argument: Any) -> Any:
     (product,) = pullback(argument)
     return product
 
 
-_apply_pullback_compiled = jax.jit(_apply_pullback) if AVAILABLE else _apply_pullback
+COMPILED = Runtime(_to_numpy, jax.jit(_apply_product) if AVAILABLE else _apply_product)
+"""The runtime of backend ``jax``: products are compiled."""
+
+EAGER = Runtime(_to_numpy, _apply_product)
+"""The runtime of backend ``jax_nojit``."""
 
 
-def _apply_compiled(pullback: Pullback, argument: np.ndarray) -> np.ndarray:
-    return np.asarray(_apply_pullback_compiled(pullback, argument))
+def _derivative(
+    operator: Callable[..., FrameworkDerivative],
+    transform: Callable[..., Any],
+    func: Callable[..., Any],
+) -> FrameworkDerivative:
+    check_callable(func, operator.__name__)
+    return FrameworkDerivative(operator.__name__, transform, func)
 
 
-def _apply_eager(pullback: Pullback, argument: np.ndarray) -> np.ndarray:
-    return np.asarray(_apply_pullback(pullback, argument))
+# The operators, in the order of DIFF_OPS.
 
 
-_downcast_warned = False
+@operator_sections
+def vjp_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
+    """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``, on JAX arrays.
+
+    ``vjp`` is the pullback of :func:`jax.vjp`.
+    """
+    return _derivative(vjp_and_value, _vjp_and_value, func)
 
 
-def _warn_if_downcast() -> None:
-    """Warn, once per process, that float64 input is computed in float32."""
-    global _downcast_warned
-    if _downcast_warned or jax.config.read("jax_enable_x64"):  # type: ignore[no-untyped-call]
+@operator_sections
+def grad_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
+    """Make ``x ↦ (g, f(x))`` for a scalar function ``f``, on JAX arrays."""
+    return _derivative(grad_and_value, _grad_and_value, func)
+
+
+@operator_sections
+def hessian_grad_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
+    """Make ``x ↦ (H, g, f(x))`` for a scalar function ``f``, on JAX arrays.
+
+    ``H`` is computed forward-over-reverse: one linearisation of the gradient and a
+    vectorised push of the ``n`` basis vectors through it.
+    """
+    return _derivative(hessian_grad_and_value, _hessian_grad_and_value, func)
+
+
+@operator_sections
+def mtp_hessian_grad_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
+    """Make ``x ↦ (mtp, H, g, f(x))`` for a scalar function ``f``, on JAX arrays.
+
+    ``mtp`` is the pullback of the Hessian map, applied to the cotangent ``M``.
+    """
+    return _derivative(mtp_hessian_grad_and_value, _mtp_hessian_grad_and_value, func)
+
+
+@operator_sections
+def jacobian_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
+    """Make ``x ↦ (J, c(x))`` for a vector function ``c``, on JAX arrays.
+
+    Reverse mode (``m`` pullbacks) when ``m <= n``, forward mode (``n`` pushforwards)
+    otherwise, each vectorised.
+    """
+    return _derivative(jacobian_and_value, _jacobian_and_value, func)
+
+
+@operator_sections
+def mhp_jacobian_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
+    """Make ``x ↦ (mhp, J, c(x))`` for a vector function ``c``, on JAX arrays.
+
+    ``mhp`` is the pullback of the Jacobian map, applied to the cotangent ``M``.
+    """
+    return _derivative(mhp_jacobian_and_value, _mhp_jacobian_and_value, func)
+
+
+# The function wrappers.
+
+_precision_checked = False
+
+
+def _check_precision() -> None:
+    """Warn, once per process, where float64 input is computed in float32."""
+    global _precision_checked
+    _precision_checked = True
+    if jax.config.read("jax_enable_x64"):  # type: ignore[no-untyped-call]
         return
-    _downcast_warned = True
     warnings.warn(
         "diffops: a float64 input is being computed in float32 by JAX, because "
         "JAX's 64-bit mode is off, so results are float32. To compute in float64, "
         "set the environment variable JAX_ENABLE_X64=1 before importing JAX, or "
         "call jax.config.update('jax_enable_x64', True) at start-up.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
 
 
-class NumpyReturningFunction:
-    """A JAX function, compiled or not, that returns NumPy arrays.
-
-    Outputs that are JAX arrays come back as NumPy arrays (read-only views of the
-    JAX buffers); a pullback comes back as a function applying it. Pickles
-    as ``function`` and ``compile``: compilation happens again, on first call, where
-    it is unpickled.
-
-    Args:
-        function: A function written with JAX primitives.
-        compile: Whether to compile it with :func:`jax.jit`.
-    """
-
-    def __init__(self, function: Callable[..., Any], *, compile: bool) -> None:
-        if not callable(function):
-            msg = f"function must be callable; got {type(function).__name__}."
-            raise TypeError(msg)
-        self.function = function
-        self.compile = compile
-        self._call = jax.jit(function) if compile else function
-        self._apply = _apply_compiled if compile else _apply_eager
-        functools.update_wrapper(self, function, updated=())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_numpy_returning, (self.function, self.compile))
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function, compiled or not; return its arrays as NumPy."""
-        output = self._call(*args, **kwargs)
-        if type(output) is tuple:
-            return tuple(self._as_numpy(value) for value in output)
-        return self._as_numpy(output)
-
-    def _as_numpy(self, value: Any) -> Any:
-        if isinstance(value, jax.Array):
-            return np.asarray(value)
-        if isinstance(value, jax.tree_util.Partial):
-            return functools.partial(self._apply, value)
-        return value
-
-    def __repr__(self) -> str:
-        kind = "jit-compiled" if self.compile else "uncompiled"
-        return f"<{kind} JAX function {self.function!r} returning NumPy arrays>"
+def _evaluate(function: Callable[[Any], tuple[Any, ...]], x: np.ndarray) -> Any:
+    if not _precision_checked and x.dtype == np.float64:
+        _check_precision()
+    return function(x)
 
 
-class NumpyReturningDerivative(NumpyReturningFunction):
-    """A derivative function made by this module's operators, returning NumPy.
-
-    ``x`` is checked and converted to a float NumPy array first. The outputs are a
-    tuple of JAX arrays, the first of which is a pullback for the product
-    operators; it comes back as a :class:`~diffops.BoundProduct`. This is the
-    per-call path, so it does no more than that.
-
-    Args:
-        function: A derivative function made by one of this module's operators.
-        compile: Whether to compile it with :func:`jax.jit`.
-    """
-
-    def __init__(self, function: DerivativeFunction, *, compile: bool) -> None:
-        super().__init__(function, compile=compile)
-        self.name = function.name
-        self._product_name = PRODUCT_NAMES.get(function.name)
-        # Checked until the first float64 input: precision is fixed by then.
-        self._precision_unchecked = True
-
-    def __call__(self, x: Any) -> Any:
-        """Evaluate at ``x``: the outputs, highest derivative first, value last."""
-        x = as_input_vector(x)
-        if self._precision_unchecked and x.dtype == np.float64:
-            self._precision_unchecked = False
-            _warn_if_downcast()
-        output = self._call(x)
-        if self._product_name is None:
-            return tuple(map(np.asarray, output))
-        # What bind_product does, inline: this is the per-call path.
-        product = BoundProduct(
-            self._apply,
-            output[0],
-            output[1].shape,
-            self._product_name,
-            (self, x.copy()),
-        )
-        return (product, *map(np.asarray, output[1:]))
+def _to_framework(value: Any) -> Any:
+    return value  # jax.jit takes NumPy arrays as they are
 
 
-def _numpy_returning(
+def _output_to_numpy(value: Any) -> Any:
+    return np.array(value) if isinstance(value, jax.Array) else value
+
+
+def _wrap(
     function: Callable[..., Any], compile: bool
-) -> NumpyReturningFunction:
-    if isinstance(function, DerivativeFunction):
-        return NumpyReturningDerivative(function, compile=compile)
-    return NumpyReturningFunction(function, compile=compile)
+) -> DerivativeFunction | NumpyReturningFunction:
+    wrapper = jit_and_return_numpy_arrays if compile else return_numpy_arrays
+    call = jax.jit(function) if compile else function
+    if isinstance(function, FrameworkDerivative):
+        return DerivativeFunction(
+            function.operator,
+            functools.partial(_evaluate, call),
+            COMPILED if compile else EAGER,
+            (wrapper, (function,)),
+        )
+    return NumpyReturningFunction(
+        function, call, _to_framework, _output_to_numpy, (wrapper, (function,))
+    )
 
 
-def jit_and_return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
+def jit_and_return_numpy_arrays(
+    function: Callable[..., Any],
+) -> DerivativeFunction | NumpyReturningFunction:
     """Compile a JAX function with :func:`jax.jit` and make it return NumPy arrays.
 
     The function wrapper of the ``jax`` backend.
@@ -355,13 +291,16 @@ def jit_and_return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningF
             function made by this module's operators.
 
     Returns:
-        The compiled function, returning NumPy arrays; a
-        :class:`NumpyReturningDerivative` for a derivative function.
+        For a derivative function, the :class:`~diffops.DerivativeFunction` users
+        call, its products compiled too; for any other function, a
+        :class:`~diffops.functions.NumpyReturningFunction`. Compiled on first call.
     """
-    return _numpy_returning(function, compile=True)
+    return _wrap(function, compile=True)
 
 
-def return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
+def return_numpy_arrays(
+    function: Callable[..., Any],
+) -> DerivativeFunction | NumpyReturningFunction:
     """Make a JAX function return NumPy arrays, without compiling it.
 
     The function wrapper of the ``jax_nojit`` backend.
@@ -371,7 +310,8 @@ def return_numpy_arrays(function: Callable[..., Any]) -> NumpyReturningFunction:
             function made by this module's operators.
 
     Returns:
-        The function, run op by op and returning NumPy arrays; a
-        :class:`NumpyReturningDerivative` for a derivative function.
+        For a derivative function, the :class:`~diffops.DerivativeFunction` users
+        call; for any other function, a
+        :class:`~diffops.functions.NumpyReturningFunction`. Run op by op.
     """
-    return _numpy_returning(function, compile=False)
+    return _wrap(function, compile=False)
