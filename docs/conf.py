@@ -36,7 +36,8 @@ nitpick_ignore_regex = [
     ("py:.*", r"(numpy|np|jax|jnp|torch|autograd|symnum|sympy|dask)\..*"),
     ("py:class", r"(Callable|Any|ModuleType|Sequence|Mapping|TextIO|Path)"),
     ("py:class", r"collections\.abc\..*|typing\..*|types\..*|pathlib\..*"),
-    ("py:class", r"diffops\..*\.(Operator|Pullback)"),
+    ("py:class", r"threading\..*"),
+    ("py:class", r"diffops\..*\.(OperatorFunction|Pullback)"),
 ]
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]

@@ -1,18 +1,28 @@
-"""Test functions, each written once against an array namespace, with hand-derived
-value, gradient and Hessian (scalar) or value and Jacobian (vector) in NumPy.
+"""The test suite's functions, in one place.
 
-The hand-derived formulas avoid ``abs`` and comparisons so that they also accept
-complex input: the tests differentiate them by complex step to get third-order and
-second-order references for the product operators.
+* **Cases** with hand-derived derivatives: each written once as ``make(xp, n)``
+  against an array namespace (:mod:`diffops.namespaces`), so that every backend
+  differentiates the same function, with its value, gradient and Hessian (scalar) or
+  value and Jacobian (vector) derived by hand in NumPy. The formulas avoid ``abs`` and
+  comparisons so that they also accept complex input: the tests differentiate them by
+  complex step to get the third- and second-order references of the products.
+* :func:`render` gives a case in a backend's namespace as a module-level, picklable
+  object, so that derivative functions made from it cross process boundaries.
+* **Random functions** from a small grammar, drawn by Hypothesis and rendered in
+  every namespace, for the property tests.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
+
+from diffops.namespaces import array_namespace
 
 _rng = np.random.default_rng(20261126)
 _A = _rng.standard_normal((4, 4))
@@ -250,8 +260,39 @@ SEVERAL_OUTPUTS = VectorCase(
     np.array([0.8, -0.3, 0.5]),
 )
 
+# c(x) = x, the identity, and c(x) = x[1:], a slice: frameworks hand back x itself,
+# or a view of it, as the value of such functions.
+IDENTITY = VectorCase(
+    "identity",
+    3,
+    lambda xp, n: lambda x: x,
+    lambda x: x,
+    lambda x: np.eye(x.size) + 0 * x[0],
+    np.array([0.6, -1.1, 2.4]),
+)
+TAIL = VectorCase(
+    "tail",
+    3,
+    lambda xp, n: lambda x: x[1:],
+    lambda x: x[1:],
+    lambda x: np.eye(x.size)[1:] + 0 * x[0],
+    np.array([0.6, -1.1, 2.4]),
+)
+
+# c(x) = x³/3 entry by entry;  J = diag(x²). Its pullbacks keep x whole, where those
+# of the entry-by-entry functions above keep only its entries.
+CUBES = VectorCase(
+    "cubes",
+    3,
+    lambda xp, n: lambda x: x**3 / 3,
+    lambda x: x**3 / 3,
+    lambda x: np.diag(x**2),
+    np.array([0.9, -0.5, 1.3]),
+)
+
 SCALAR_CASES = (QUADRATIC, CUBIC, QUARTIC, SMOOTH)
-VECTOR_CASES = (LINEAR, TORUS, SEVERAL_OUTPUTS)
+VECTOR_CASES = (LINEAR, TORUS, SEVERAL_OUTPUTS, IDENTITY, TAIL, CUBES)
+CASES = {case.name: case for case in SCALAR_CASES + VECTOR_CASES}
 
 
 def complex_step_derivative(
@@ -264,3 +305,130 @@ def complex_step_derivative(
         shifted[k] += 1j * step
         columns.append(np.imag(func(shifted)) / step)
     return np.stack(columns, axis=-1)
+
+
+# Rendering a case for a backend.
+
+
+@functools.cache
+def _rendered(case: str, backend: str) -> Callable[..., Any]:
+    return CASES[case].make(array_namespace(backend), CASES[case].n)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Case ``case`` in ``backend``'s namespace; pickles as the two names.
+
+    Made by :func:`rendered`, which renders the case at once: rendered first inside a
+    JAX trace, its constants would be tracers that escape it.
+    """
+
+    case: str
+    backend: str
+
+    def __call__(self, x: Any) -> Any:
+        return _rendered(self.case, self.backend)(x)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (rendered, (self.case, self.backend))
+
+    @property
+    def __name__(self) -> str:
+        return self.case
+
+
+def rendered(case: str, backend: str) -> Rendered:
+    """:class:`Rendered` of ``case``, rendered here, outside any trace."""
+    _rendered(case, backend)
+    return Rendered(case, backend)
+
+
+def render(case: ScalarCase | VectorCase, backend: str) -> Callable[..., Any]:
+    """``case`` written in ``backend``'s namespace, ready for its operators.
+
+    SymNum's operators need the function decorated with ``symnum.numpify``; its
+    derivative functions pickle as generated code, so the function itself need not.
+    """
+    if backend == "symnum":
+        xp = array_namespace(backend)
+        return xp.prepare(case.make(xp, case.n), case.n)
+    return rendered(case.name, backend)
+
+
+# Random smooth functions from a small grammar (property tests).
+
+RANDOM_N = 3
+"""Dimension of x for the random functions."""
+
+UNARY = ("sin", "cos", "tanh", "exp_sin", "log1p_square", "square", "cube")
+BINARY = ("add", "mul")
+
+coefficients = st.floats(-2, 2, allow_nan=False, allow_infinity=False).map(
+    lambda c: round(c, 3)
+)
+leaves = st.one_of(
+    st.tuples(st.just("x"), st.integers(0, RANDOM_N - 1)),
+    st.tuples(st.just("const"), coefficients),
+    st.tuples(st.just("linear"), st.tuples(*[coefficients] * RANDOM_N)),
+)
+expressions = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.tuples(st.sampled_from(UNARY), children),
+        st.tuples(st.sampled_from(BINARY), children, children),
+    ),
+    max_leaves=4,
+)
+
+
+def depends_on_x(expression: tuple[Any, ...]) -> bool:
+    kind = expression[0]
+    if kind == "x":
+        return True
+    if kind == "const":
+        return False
+    if kind == "linear":
+        return any(expression[1])
+    return any(depends_on_x(child) for child in expression[1:])
+
+
+def evaluate_expression(expression: tuple[Any, ...], xp: Any, x: Any) -> Any:
+    """The value of ``expression`` at ``x``, computed with ``xp``'s functions."""
+    kind = expression[0]
+    if kind == "x":
+        return x[expression[1]]
+    if kind == "const":
+        return expression[1] + 0 * x[0]
+    if kind == "linear":
+        return sum(weight * x[i] for i, weight in enumerate(expression[1]))
+    if kind == "add":
+        return evaluate_expression(expression[1], xp, x) + evaluate_expression(
+            expression[2], xp, x
+        )
+    if kind == "mul":
+        return evaluate_expression(expression[1], xp, x) * evaluate_expression(
+            expression[2], xp, x
+        )
+    a = evaluate_expression(expression[1], xp, x)
+    if kind == "exp_sin":  # exp of a bounded argument
+        return xp.exp(xp.sin(a))
+    if kind == "log1p_square":
+        return xp.log(1 + a**2)
+    if kind == "square":
+        return a**2
+    if kind == "cube":
+        return a**3
+    return getattr(xp, kind)(a)
+
+
+def random_scalar_function(expression: tuple[Any, ...], xp: Any) -> Callable[..., Any]:
+    return xp.prepare(lambda x: evaluate_expression(expression, xp, x), RANDOM_N)
+
+
+def random_vector_function(
+    expressions_: tuple[tuple[Any, ...], ...], xp: Any
+) -> Callable[..., Any]:
+    return xp.prepare(
+        lambda x: xp.stack([evaluate_expression(e, xp, x) for e in expressions_]),
+        RANDOM_N,
+    )

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import installed, make_function
 from functions import (
     SCALAR_CASES,
     SEVERAL_OUTPUTS,
     SMOOTH,
     VECTOR_CASES,
     complex_step_derivative,
+    render,
 )
+from helpers import installed
 
 from diffops.checker import DerivativeCheckError, DerivativeReport, check_derivatives
 
@@ -74,7 +75,7 @@ def test_correct_vector_derivatives_pass(case):
 
 @pytest.mark.parametrize("reference", [installed("autograd"), installed("jax")])
 def test_a_backend_can_be_the_reference(reference):
-    func = make_function(SMOOTH, reference)
+    func = render(SMOOTH, reference)
     report = check_derivatives(func, scalar_derivatives(SMOOTH), SMOOTH.point,
                                reference=reference)  # fmt: skip
     report.raise_if_failed()

@@ -51,6 +51,9 @@ def test_documented_example_runs(program):
 def _public_names() -> list[str]:
     modules = [
         "diffops",
+        "diffops.operators",
+        "diffops.functions",
+        "diffops.validation",
         "diffops.backends.jax",
         "diffops.backends.autograd",
         "diffops.backends.symnum",
@@ -69,12 +72,18 @@ def _public_names() -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("name", _public_names())
-def test_api_reference_documents_every_public_name(name):
+def _documented(name: str, reference: str) -> bool:
+    """In its module's section, or, if the package hands it on, in the package's."""
+    import diffops
+
     module, _, attribute = name.rpartition(".")
+    if module == "diffops" or attribute in diffops.__all__:
+        return f"diffops.{attribute}" in reference
+    section = reference.split(f"automodule:: {module}\n")[1].split("```")[0]
+    return re.search(rf"\b{attribute}\b", section) is not None
+
+
+def test_api_reference_documents_every_public_name():
     reference = (ROOT / "docs" / "api.md").read_text()
-    if module == "diffops":
-        assert f"diffops.{attribute}" in reference
-    else:
-        section = reference.split(f"automodule:: {module}\n")[1].split("```")[0]
-        assert re.search(rf"\b{attribute}\b", section), f"{name} is not in api.md"
+    missing = [name for name in _public_names() if not _documented(name, reference)]
+    assert not missing, f"not in docs/api.md: {missing}"

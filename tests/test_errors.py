@@ -1,31 +1,29 @@
-"""SPEC §5: bad input gets a standard exception whose message names the argument,
+"""Bad input gets a standard exception whose message names the argument,
 what was expected and what was given; NaN and inf propagate."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import derivative, installed, make_function
-from functions import QUARTIC, SEVERAL_OUTPUTS, TORUS
+from functions import QUARTIC, SEVERAL_OUTPUTS, TORUS, render
+from helpers import derivative, installed
 
-from diffops import autodiff_fallback
-
-SCALAR_OPS = ["grad_and_value", "hessian_grad_and_value", "mtp_hessian_grad_and_value"]
-VECTOR_OPS = ["jacobian_and_value", "mhp_jacobian_and_value", "vjp_and_value"]
+from diffops import DIFF_OPS, autodiff_fallback
+from diffops.operators import SCALAR_OPERATORS, VECTOR_OPERATORS
 
 
-@pytest.mark.parametrize("operator", SCALAR_OPS)
+@pytest.mark.parametrize("operator", SCALAR_OPERATORS)
 def test_vector_function_given_to_scalar_operator(backend, operator):
-    func = make_function(SEVERAL_OUTPUTS, backend)
+    func = render(SEVERAL_OUTPUTS, backend)
     with pytest.raises(TypeError, match=rf"{operator} needs func to return a scalar.*"
                        r"shape \(4,\).*use vjp_and_value, jacobian_and_value"
                        ):  # fmt: skip
         derivative(backend, operator, func)(SEVERAL_OUTPUTS.point)
 
 
-@pytest.mark.parametrize("operator", VECTOR_OPS)
+@pytest.mark.parametrize("operator", VECTOR_OPERATORS)
 def test_scalar_function_given_to_vector_operator(backend, operator):
-    func = make_function(QUARTIC, backend)
+    func = render(QUARTIC, backend)
     with pytest.raises(TypeError, match=rf"{operator} needs func to return a 1-D array"
                        r".*a scalar.*use grad_and_value"):  # fmt: skip
         derivative(backend, operator, func)(QUARTIC.point)
@@ -39,9 +37,7 @@ def test_scalar_function_given_to_vector_operator(backend, operator):
     ],
 )
 def test_input_that_is_not_1d(backend, x, described):
-    grad_and_value = derivative(
-        backend, "grad_and_value", make_function(QUARTIC, backend)
-    )
+    grad_and_value = derivative(backend, "grad_and_value", render(QUARTIC, backend))
     with pytest.raises(
         ValueError, match=rf"x must be a 1-D array of shape \(n,\); got {described}"
     ):
@@ -49,9 +45,7 @@ def test_input_that_is_not_1d(backend, x, described):
 
 
 def test_input_that_is_not_numeric(backend):
-    grad_and_value = derivative(
-        backend, "grad_and_value", make_function(QUARTIC, backend)
-    )
+    grad_and_value = derivative(backend, "grad_and_value", render(QUARTIC, backend))
     with pytest.raises(TypeError, match="x must be a 1-D array of real numbers"):
         grad_and_value(np.array(["a", "b", "c", "d"]))
 
@@ -77,12 +71,12 @@ def test_input_that_is_not_numeric(backend):
 def test_product_argument_of_the_wrong_shape(
     backend, operator, case, bad_shape, expected
 ):
-    product = derivative(backend, operator, make_function(case, backend))(case.point)[0]
+    product = derivative(backend, operator, render(case, backend))(case.point)[0]
     with pytest.raises(ValueError, match=rf"{expected} for \w+; got an array of shape"):
         product(np.ones(bad_shape))
 
 
-@pytest.mark.parametrize("operator", SCALAR_OPS + VECTOR_OPS)
+@pytest.mark.parametrize("operator", DIFF_OPS)
 def test_non_callable_func(backend, operator):
     with pytest.raises(TypeError, match="func must be callable; got str"):
         autodiff_fallback(None, "x ** 2", operator, operator, backend)
@@ -94,7 +88,7 @@ def test_nan_and_inf_propagate(backend, value):
     point = QUARTIC.point.copy()
     point[1] = value
     hessian, grad, f = derivative(
-        backend, "hessian_grad_and_value", make_function(QUARTIC, backend)
+        backend, "hessian_grad_and_value", render(QUARTIC, backend)
     )(point)
     assert not np.isfinite(f)
     assert not np.all(np.isfinite(grad))
@@ -117,9 +111,7 @@ def test_symnum_needs_a_numpified_function(backend):
 
 @symnum_only
 def test_symnum_checks_the_declared_length(backend):
-    grad_and_value = derivative(
-        backend, "grad_and_value", make_function(QUARTIC, backend)
-    )
+    grad_and_value = derivative(backend, "grad_and_value", render(QUARTIC, backend))
     with pytest.raises(
         ValueError, match=r"x must have shape \(4,\), the shape declared"
     ):

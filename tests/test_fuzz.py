@@ -11,13 +11,15 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import derivative
+from functions import CUBES, QUARTIC
+from helpers import case_derivative
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from diffops import autodiff_fallback
 from diffops.namespaces import array_namespace
+from diffops.operators import OPERATORS
 
 DOCUMENTED = (ValueError, TypeError)
 
@@ -42,16 +44,6 @@ malformed = st.one_of(
 )
 
 
-def scalar_function(backend):
-    xp = array_namespace(backend)
-    return xp.prepare(lambda x: xp.sum(x**4) / 4 + xp.sum(xp.sin(x)), 3)
-
-
-def vector_function(backend):
-    xp = array_namespace(backend)
-    return xp.prepare(lambda x: xp.stack([xp.sum(x**2), xp.sum(xp.cos(x))]), 3)
-
-
 def call_quietly(function, argument):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overflow and invalid-value warnings
@@ -65,9 +57,10 @@ def call_quietly(function, argument):
     "operator", ["grad_and_value", "mtp_hessian_grad_and_value", "vjp_and_value"]
 )
 def test_malformed_x_and_products_arguments(backend, operator):
-    make = vector_function if operator == "vjp_and_value" else scalar_function
-    function = derivative(backend, operator, make(backend))
-    product = function(np.array([0.1, 0.2, 0.3]))[0]
+    # Whole-array functions, which take an x of any length as they are written.
+    case = CUBES if OPERATORS[operator].applies_to == "vector" else QUARTIC
+    function = case_derivative(backend, operator, case)
+    product = function(case.point)[0]
 
     @given(malformed)
     def check(value):

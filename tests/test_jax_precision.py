@@ -1,4 +1,4 @@
-"""SPEC §4: with JAX's 64-bit mode off, a float64 input gets one clear warning, and
+"""With JAX's 64-bit mode off, a float64 input gets one clear warning, and
 diffops never switches the mode itself. Run in subprocesses, whose JAX starts with
 the mode off."""
 

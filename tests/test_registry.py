@@ -1,17 +1,14 @@
-"""SPEC §1 and §3: public names, registry, wrap_function and the fallback rule."""
+"""Public names, the registry, wrap_function and the fallback rule."""
 
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
-import textwrap
 import types
 import typing
 
 import numpy as np
 import pytest
-from conftest import installed
+from helpers import installed, run_python
 
 import diffops
 from diffops import (
@@ -25,16 +22,6 @@ from diffops import (
 )
 
 
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-
-
 def test_diff_ops_are_the_six_operators_in_order():
     assert DIFF_OPS == (
         "vjp_and_value",
@@ -46,7 +33,7 @@ def test_diff_ops_are_the_six_operators_in_order():
     )
 
 
-def test_autodiff_backend_is_the_seed_named_tuple():
+def test_autodiff_backend_is_the_mici_named_tuple():
     assert issubclass(AutodiffBackend, tuple)
     assert AutodiffBackend._fields == ("module", "available", "function_wrapper")
     backend = AutodiffBackend(types.SimpleNamespace(), True)
@@ -60,7 +47,7 @@ def test_autodiff_backend_is_the_seed_named_tuple():
         (autodiff_fallback, ["diff_func", "func", "diff_op_name", "name", "backend"]),
     ],
 )
-def test_seed_signatures(function, parameters):
+def test_signatures_are_those_of_mici(function, parameters):
     assert list(inspect.signature(function).parameters) == parameters
 
 

@@ -80,9 +80,10 @@ class Comparison:
 
 @dataclasses.dataclass(frozen=True)
 class DerivativeReport:
-    """The result of :func:`check_derivatives`: one :class:`Comparison` per output.
+    """The result of :func:`check_derivatives`, a comparison per output.
 
-    ``str(report)`` is a table of the comparisons.
+    One :class:`~diffops.checker.Comparison` per output; ``str(report)`` is a table of
+    them.
 
     Attributes:
         comparisons: One per operator, point and output, in that order.

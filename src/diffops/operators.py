@@ -58,7 +58,7 @@ class Operator(NamedTuple):
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """The outputs as a report shows them, the product applied: ``"mtp(M)"``."""
+        """The outputs as a report names them, the product as applied (``mtp(M)``)."""
         if self.product is None:
             return self.outputs
         return (f"{self.product}({self.argument})", *self.outputs[1:])

@@ -24,14 +24,26 @@ __all__ = [
 
 
 def describe_shape(shape: tuple[int, ...]) -> str:
-    """Say what an array of this shape is, for an error message."""
+    """Say what an array of this shape is, for an error message.
+
+    Args:
+        shape: The array's shape.
+
+    Returns:
+        ``"a scalar (shape ())"`` or ``"an array of shape (…)"``.
+    """
     if shape == ():
         return "a scalar (shape ())"
     return f"an array of shape {shape}"
 
 
 def check_callable(func: object, operator: str) -> None:
-    """Raise ``TypeError`` unless ``func`` can be differentiated by ``operator``."""
+    """Raise ``TypeError`` unless ``func`` can be differentiated by ``operator``.
+
+    Args:
+        func: What was given as the function.
+        operator: The operator's name, for the message.
+    """
     if not callable(func):
         msg = f"{operator} needs func to be callable; got {type(func).__name__}."
         raise TypeError(msg)
@@ -53,7 +65,7 @@ def as_input_vector(
         size_origin: What fixed ``size``, for the error message.
 
     Returns:
-        The array: ``x`` itself where it is a 1-D float array and no copy is asked.
+        The array, ``x`` itself where it is a 1-D float array and no copy is asked.
     """
     if (
         type(x) is np.ndarray
@@ -86,7 +98,11 @@ def as_input_vector(
 
 
 def check_vector_shape(shape: tuple[int, ...]) -> None:
-    """Raise ``ValueError`` unless ``shape`` is ``(n,)`` with ``n ≥ 1``."""
+    """Raise ``ValueError`` unless ``shape`` is ``(n,)`` with ``n ≥ 1``.
+
+    Args:
+        shape: The shape of ``x``.
+    """
     if len(shape) != 1:
         msg = f"x must be a 1-D array of shape (n,); got {describe_shape(shape)}."
         raise ValueError(msg)
@@ -107,7 +123,7 @@ def as_product_argument(
         product: The product's name, ``"mtp"``, ``"mhp"`` or ``"vjp"``.
 
     Returns:
-        The argument as a float array: ``value`` itself where it is one already.
+        The argument as a float array, ``value`` itself where it is one already.
     """
     if type(value) is np.ndarray and value.shape == shape and value.dtype.kind == "f":
         return value
@@ -134,7 +150,15 @@ def as_product_argument(
 
 
 def output_shape(value: Any, operator: str) -> tuple[int, ...]:
-    """Shape of what ``func`` returned, or ``TypeError`` if it is not an array."""
+    """Shape of what ``func`` returned, or ``TypeError`` if it is not an array.
+
+    Args:
+        value: What ``func`` returned: an array of any framework, or a number.
+        operator: The operator's name, for the message.
+
+    Returns:
+        The shape; ``()`` for a number.
+    """
     shape = getattr(value, "shape", None)
     if shape is not None:
         return tuple(shape)
@@ -148,7 +172,12 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
 
 
 def check_scalar_output(shape: tuple[int, ...], operator: str) -> None:
-    """Raise ``TypeError`` unless a function value of ``shape`` is a scalar."""
+    """Raise ``TypeError`` unless a function value of ``shape`` is a scalar.
+
+    Args:
+        shape: The shape of what ``func`` returned.
+        operator: The operator's name, for the message.
+    """
     if shape != ():
         msg = (
             f"{operator} needs func to return a scalar; it returned "
@@ -159,7 +188,12 @@ def check_scalar_output(shape: tuple[int, ...], operator: str) -> None:
 
 
 def check_vector_output(shape: tuple[int, ...], operator: str) -> None:
-    """Raise ``TypeError`` unless a function value of ``shape`` is a 1-D vector."""
+    """Raise ``TypeError`` unless a function value of ``shape`` is a 1-D vector.
+
+    Args:
+        shape: The shape of what ``func`` returned.
+        operator: The operator's name, for the message.
+    """
     if len(shape) != 1:
         hint = (
             f" For a scalar-valued function use {', '.join(SCALAR_OPERATORS)}."

@@ -1,0 +1,135 @@
+"""Helpers shared by the test modules: backends under test, derivative functions of
+the test functions, evaluating them, and running Python in a fresh process."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from functions import SEVERAL_OUTPUTS, SMOOTH, ScalarCase, VectorCase, render
+
+import diffops
+from diffops.operators import OPERATORS
+
+BUILTIN_BACKENDS = ("jax", "jax_nojit", "autograd", "symnum", "torch")
+PRODUCT_OPERATORS = tuple(name for name, op in OPERATORS.items() if op.product)
+CASE_FOR = {"scalar": SMOOTH, "vector": SEVERAL_OUTPUTS}
+"""The test function each kind of operator is applied to where any would do."""
+
+
+def installed(backend: str) -> Any:
+    """``backend`` as a pytest parameter, skipped where its framework is missing."""
+    available = diffops.get_backend(backend).available
+    return pytest.param(
+        backend,
+        marks=pytest.mark.skipif(not available, reason=f"{backend} is not installed"),
+    )
+
+
+BACKEND_PARAMS = [installed(name) for name in BUILTIN_BACKENDS]
+INSTALLED_BACKENDS = tuple(
+    name for name in BUILTIN_BACKENDS if diffops.get_backend(name).available
+)
+
+
+def derivative(
+    backend: str, operator: str, func: Callable[..., Any]
+) -> Callable[..., Any]:
+    """``operator`` applied to ``func`` through the public entry point."""
+    return diffops.autodiff_fallback(None, func, operator, operator, backend)
+
+
+def case_derivative(
+    backend: str, operator: str, case: ScalarCase | VectorCase | None = None
+) -> Callable[..., Any]:
+    """``operator`` of ``case`` (by default the one for its kind) on ``backend``."""
+    case = case or CASE_FOR[OPERATORS[operator].applies_to]
+    return _case_derivative(backend, operator, case.name)
+
+
+@functools.cache
+def _case_derivative(backend: str, operator: str, case: str) -> Callable[..., Any]:
+    from functions import CASES
+
+    return derivative(backend, operator, render(CASES[case], backend))
+
+
+def argument_for(
+    operator: str,
+    point: np.ndarray,
+    case: ScalarCase | VectorCase | None = None,
+    seed: int = 5,
+) -> Any:
+    """A fixed ``M`` or ``u`` for the product of ``operator`` of ``case``."""
+    record = OPERATORS[operator]
+    if record.product is None:
+        return None
+    case = case or CASE_FOR[record.applies_to]
+    m = np.size(case.value(point))
+    shape = record.concrete_argument_shape(point.size, m)
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def evaluate(derivative: Any, x: np.ndarray, argument: Any) -> list[np.ndarray]:
+    """The outputs of ``derivative`` at ``x``, its product applied to ``argument``."""
+    outputs = list(derivative(x))
+    if argument is not None:
+        outputs[0] = outputs[0](argument)
+    return [np.asarray(output) for output in outputs]
+
+
+def apply_product(product: Any, argument: Any) -> np.ndarray:
+    """A product callable that crossed a process boundary, applied there."""
+    return np.asarray(product(argument))
+
+
+def evaluate_cloudpickled(
+    blob: bytes, x: np.ndarray, argument: Any
+) -> list[np.ndarray]:
+    """:func:`evaluate` for a derivative function sent as ``cloudpickle`` bytes."""
+    import cloudpickle
+
+    return evaluate(cloudpickle.loads(blob), x, argument)
+
+
+def run_python(
+    code: str, env: dict[str, str] | None = None, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter; its output and status."""
+    return subprocess.run(
+        [sys.executable, *options, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``TimeoutError`` in the block if it runs longer than ``seconds``.
+
+    For pure-Python work that cannot otherwise be bounded, such as SymPy's
+    simplification; by a timer signal, so only in the main thread.
+    """
+
+    def expire(signum: int, frame: Any) -> None:
+        msg = f"took longer than {seconds} s"
+        raise TimeoutError(msg)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
