@@ -36,6 +36,7 @@ __all__ = [
     "FrameworkDerivative",
     "NumpyReturningFunction",
     "Runtime",
+    "floating",
 ]
 
 
@@ -57,6 +58,22 @@ class Runtime(NamedTuple):
     to_numpy: Callable[[Any, np.dtype[Any]], np.ndarray] | None
     apply: Callable[[Any, np.ndarray], Any]
     lock: threading.RLock | None = None
+
+
+def floating(array: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    """``array`` if it is floating point, else ``array`` converted to ``dtype``.
+
+    For the ``to_numpy`` of a :class:`Runtime`: an output of integers (the value of a
+    function that returns a constant, say) comes back in the float type of ``x``.
+
+    Args:
+        array: An output, as a NumPy array.
+        dtype: The floating-point type to convert integers to.
+
+    Returns:
+        A floating-point array.
+    """
+    return array if array.dtype.kind == "f" else array.astype(dtype)
 
 
 class FrameworkDerivative:

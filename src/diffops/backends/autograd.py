@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import DerivativeFunction, Runtime
+from diffops.functions import DerivativeFunction, Runtime, floating
 from diffops.operators import operator_sections
 from diffops.validation import (
     check_callable,
@@ -145,10 +145,7 @@ def _mhp_jacobian_and_value(
 
 def _to_numpy(value: Any, dtype: np.dtype[Any]) -> np.ndarray:
     # A copy: the value may be x itself, or an array the pullback keeps.
-    array = np.array(value)
-    if array.dtype.kind != "f":
-        array = array.astype(dtype)
-    return array
+    return floating(np.array(value), dtype)
 
 
 def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:

@@ -27,6 +27,7 @@ from diffops.functions import (
     FrameworkDerivative,
     NumpyReturningFunction,
     Runtime,
+    floating,
 )
 from diffops.operators import operator_sections
 from diffops.validation import (
@@ -144,10 +145,7 @@ def _mhp_jacobian_and_value(
 def _to_numpy(value: Any, dtype: np.dtype[Any]) -> np.ndarray:
     # A copy: NumPy's view of a JAX buffer is read-only, and a product's residuals
     # may be that same buffer.
-    array = np.array(value)
-    if array.dtype.kind != "f":
-        array = array.astype(jax.dtypes.canonicalize_dtype(dtype))
-    return array
+    return floating(np.array(value), dtype)
 
 
 def _apply_product(pullback: Pullback, argument: Any) -> Any:

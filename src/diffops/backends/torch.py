@@ -30,6 +30,7 @@ from diffops.functions import (
     FrameworkDerivative,
     NumpyReturningFunction,
     Runtime,
+    floating,
 )
 from diffops.operators import operator_sections
 from diffops.validation import (
@@ -187,10 +188,7 @@ def _copy_to_numpy(tensor: Any) -> np.ndarray:
 
 
 def _to_numpy(value: Any, dtype: np.dtype[Any]) -> np.ndarray:
-    array = _copy_to_numpy(value)
-    if array.dtype.kind != "f":
-        array = array.astype(dtype)
-    return array
+    return floating(_copy_to_numpy(value), dtype)
 
 
 def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
