@@ -290,9 +290,19 @@ CUBES = VectorCase(
     np.array([0.9, -0.5, 1.3]),
 )
 
+# c(x) = x[:0], a function with no outputs: J has shape (0, n). Not among the cases
+# that every backend differentiates: symnum.numpify cannot make it.
+EMPTY = VectorCase(
+    "empty",
+    3,
+    lambda xp, n: lambda x: x[:0],
+    lambda x: x[:0],
+    lambda x: np.zeros((0, x.size)),
+    np.array([1.0, 2.0, 3.0]),
+)
 SCALAR_CASES = (QUADRATIC, CUBIC, QUARTIC, SMOOTH)
 VECTOR_CASES = (LINEAR, TORUS, SEVERAL_OUTPUTS, IDENTITY, TAIL, CUBES)
-CASES = {case.name: case for case in SCALAR_CASES + VECTOR_CASES}
+CASES = {case.name: case for case in (*SCALAR_CASES, *VECTOR_CASES, EMPTY)}
 
 
 def complex_step_derivative(

@@ -35,6 +35,7 @@ from helpers import (
     derivative,
 )
 
+import diffops
 from diffops import DIFF_OPS
 from diffops.operators import OPERATORS, VECTOR_OPERATORS
 
@@ -198,3 +199,29 @@ def test_an_in_place_leapfrog_follows_the_hand_derived_trajectory(backend):
     for product, point in zip(products, points, strict=True):
         expected = complex_step_derivative(lambda y: np.sum(M * case.hessian(y)), point)
         np.testing.assert_allclose(product(M), expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit", "torch"])
+def test_wrap_function_hands_the_function_the_frameworks_own_arrays(backend):
+    module = {"jax": "jax", "jax_nojit": "jax", "torch": "torch"}[backend]
+    framework = pytest.importorskip(module)
+    array_type = framework.Array if module == "jax" else framework.Tensor
+    seen = []
+
+    def reverse(x):
+        seen.append(isinstance(x, array_type))  # under jax.jit, a tracer
+        return x.flip(0) if module == "torch" else x[::-1]
+
+    x = np.array([1.0, 2.0, 3.0])
+    y = diffops.wrap_function(reverse, backend)(x)
+    assert seen == [True]
+    assert not np.shares_memory(y, x)
+    x[0] = 100.0
+    np.testing.assert_array_equal(y, [3.0, 2.0, 1.0])
+
+
+@pytest.mark.parametrize("operator", ["grad_and_value", "mtp_hessian_grad_and_value"])
+def test_the_value_of_a_scalar_function_is_a_numpy_scalar(backend, operator):
+    value = case_derivative(backend, operator)(SMOOTH.point)[-1]
+    assert type(value) is np.float64
+    assert value == SMOOTH.value(SMOOTH.point)

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from diffops.operators import OPERATORS, Operator
-from diffops.validation import as_input_vector, as_product_argument
+from diffops.validation import NATIVE_FLOATS, as_input_vector, as_product_argument
 
 __all__ = [
     "BoundProduct",
@@ -36,7 +36,7 @@ __all__ = [
     "FrameworkDerivative",
     "NumpyReturningFunction",
     "Runtime",
-    "floating",
+    "as_output",
 ]
 
 
@@ -44,36 +44,37 @@ class Runtime(NamedTuple):
     """What :class:`DerivativeFunction` needs to know of a backend's framework.
 
     Attributes:
-        to_numpy: ``to_numpy(output, dtype)``: one output of the framework's as a
-            NumPy array of floating-point type that shares memory with nothing the
-            framework keeps; ``dtype`` is that of ``x``, for outputs that come back
-            as integers. ``None`` where the evaluation and the products return such
-            arrays already.
+        to_numpy: ``to_numpy(output, dtype)``: one output of the framework's as a new
+            NumPy array, sharing memory with nothing the framework keeps, of the dtype
+            the computation was done in: ``dtype``, that of ``x`` (or of the product's
+            point), or the framework's own where it computes in another (JAX with
+            64-bit mode off); a scalar as a NumPy scalar (:func:`as_output`). ``None``
+            where the evaluation and the products return such outputs already.
         apply: ``apply(state, argument)``: the product from the state the backend's
             evaluation returned first, applied to ``M`` or ``u`` (a NumPy array).
         lock: Held around every evaluation and product where the framework's tracing
             is process-wide state that threads would corrupt; ``None`` for none.
     """
 
-    to_numpy: Callable[[Any, np.dtype[Any]], np.ndarray] | None
+    to_numpy: Callable[[Any, np.dtype[Any]], Any] | None
     apply: Callable[[Any, np.ndarray], Any]
     lock: threading.RLock | None = None
 
 
-def floating(array: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    """``array`` if it is floating point, else ``array`` converted to ``dtype``.
+def as_output(array: np.ndarray) -> Any:
+    """An output as users get it: a 0-d array as a NumPy scalar, others as they are.
 
-    For the ``to_numpy`` of a :class:`Runtime`: an output of integers (the value of a
-    function that returns a constant, say) comes back in the float type of ``x``.
+    The value of a scalar function then comes back as ``np.float64`` (or
+    ``np.float32``) from every backend: immutable, so bound to its point like the
+    arrays, which are new and the caller's own.
 
     Args:
-        array: An output, as a NumPy array.
-        dtype: The floating-point type to convert integers to.
+        array: A new NumPy array of the output.
 
     Returns:
-        A floating-point array.
+        ``array``, or its one entry as a NumPy scalar.
     """
-    return array if array.dtype.kind == "f" else array.astype(dtype)
+    return array[()] if array.ndim == 0 else array
 
 
 class FrameworkDerivative:
@@ -176,9 +177,12 @@ class DerivativeFunction:
 
     def __call__(self, x: Any) -> tuple[Any, ...]:
         """Evaluate at ``x``: the outputs, highest derivative first, value last."""
+        # The common case, a plain float vector (validation.is_plain), inline: this
+        # is the per-call path. Anything else is converted, once, by as_input_vector.
         if (
             type(x) is np.ndarray
-            and x.dtype.kind == "f"
+            and x.dtype in NATIVE_FLOATS
+            and x.flags.carray
             and (x.shape == self._shape if self._shape else x.ndim == 1 and x.size)
         ):
             if self._product:
@@ -219,10 +223,11 @@ class BoundProduct:
         point: The point ``x``, a copy owned by the product.
         state: What the backend's evaluation at ``point`` returned for the product.
         like: The output after the product (``H`` for ``mtp``, ``J`` for ``mhp``, the
-            value for ``vjp``), whose shape the argument must have.
+            value for ``vjp``), whose shape the argument must have, and whose dtype
+            (that of the computation) it is converted to.
     """
 
-    __slots__ = ("_derivative", "_point", "_shape", "_state")
+    __slots__ = ("_derivative", "_dtype", "_point", "_shape", "_state")
 
     def __init__(
         self,
@@ -235,6 +240,7 @@ class BoundProduct:
         self._point = point
         self._state = state
         self._shape: tuple[int, ...] = like.shape
+        self._dtype = like.dtype
 
     @property
     def name(self) -> str:
@@ -250,7 +256,11 @@ class BoundProduct:
         """Apply the product to ``M`` (or ``u``); the result has shape ``(n,)``."""
         record = self._derivative.record
         argument = as_product_argument(
-            argument, self._shape, str(record.argument), str(record.product)
+            argument,
+            self._shape,
+            self._dtype,
+            str(record.argument),
+            str(record.product),
         )
         runtime = self._derivative.runtime
         if runtime.lock is None:
@@ -258,9 +268,10 @@ class BoundProduct:
         else:
             with runtime.lock:
                 product = runtime.apply(self._state, argument)
-        if runtime.to_numpy is None:
-            return product  # type: ignore[no-any-return]
-        return runtime.to_numpy(product, self._point.dtype)
+        if runtime.to_numpy is not None:
+            product = runtime.to_numpy(product, self._dtype)
+        result: np.ndarray = product
+        return result
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_product_at, (self._derivative, self._point))

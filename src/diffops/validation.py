@@ -12,13 +12,17 @@ import numpy as np
 from diffops.operators import SCALAR_OPERATORS, VECTOR_OPERATORS
 
 __all__ = [
+    "NATIVE_FLOATS",
     "as_input_vector",
+    "as_plain_array",
     "as_product_argument",
     "check_callable",
     "check_scalar_output",
     "check_vector_output",
     "check_vector_shape",
+    "computation_dtype",
     "describe_shape",
+    "is_plain",
     "output_shape",
 ]
 
@@ -49,51 +53,119 @@ def check_callable(func: object, operator: str) -> None:
         raise TypeError(msg)
 
 
+NATIVE_FLOATS = frozenset(map(np.dtype, (np.float64, np.float32)))
+"""The dtypes computed in as they are, float64 and float32 in native byte order."""
+
+
+def is_plain(array: Any, dtypes: frozenset[np.dtype[Any]] = NATIVE_FLOATS) -> bool:
+    """Whether ``array`` can be handed to any framework as it is.
+
+    That is: a NumPy array (not a subclass) of one of ``dtypes``, in native byte
+    order, C-contiguous, aligned and writable. Anything else (big-endian, strided,
+    broadcast, a field of a structured array, read-only) is converted once.
+
+    Args:
+        array: What the caller gave.
+        dtypes: The dtypes that need no conversion.
+
+    Returns:
+        Whether it needs no conversion.
+    """
+    return type(array) is np.ndarray and array.dtype in dtypes and array.flags.carray
+
+
+def as_plain_array(value: Any) -> Any:
+    """A NumPy array in native byte order, C-contiguous, aligned and writable.
+
+    For the arguments of functions that a framework's function wrapper converts: any
+    dtype, any shape.
+
+    Args:
+        value: An argument.
+
+    Returns:
+        ``value`` itself where it is such an array or not a NumPy array at all; a
+        copy of it in that layout otherwise.
+    """
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype.isnative and value.flags.carray and type(value) is np.ndarray:
+        return value
+    return np.array(value, dtype=value.dtype.newbyteorder("="), order="C")
+
+
+def _as_numpy(value: Any, name: str, expected: str) -> np.ndarray:
+    """``value`` as a NumPy array of its own dtype, or ``TypeError`` naming it."""
+    if type(value).__module__.startswith("torch"):
+        # A tensor's values, whatever its device, even where it requires grad.
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as error:
+        msg = f"{name} must be {expected}; got {type(value).__name__} ({error})."
+        raise TypeError(msg) from None
+
+
+def computation_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The floating-point type an ``x`` of ``dtype`` is computed in.
+
+    float64 and float32 as they are, in native byte order; float16 in float32;
+    integers in float64.
+
+    Args:
+        dtype: The dtype of ``x``.
+
+    Returns:
+        A dtype of :data:`NATIVE_FLOATS`.
+
+    Raises:
+        TypeError: For anything else, such as complex numbers, booleans, strings and
+            extended precision (float128), which none of the frameworks computes in.
+    """
+    if dtype.kind in "iu":
+        return np.dtype(np.float64)
+    if dtype.kind == "f" and dtype.itemsize <= 8:
+        return np.dtype(np.float64 if dtype.itemsize == 8 else np.float32)
+    if dtype.kind == "f":
+        msg = (
+            f"x must be an array of real numbers in float64 or float32; got dtype "
+            f"{dtype} (extended precision), which the frameworks do not compute in. "
+            "Convert it first: x.astype(np.float64)."
+        )
+    else:
+        msg = f"x must be a 1-D array of real numbers; got an array of dtype {dtype}."
+    raise TypeError(msg)
+
+
 def as_input_vector(
     x: Any, copy: bool = False, size: int | None = None, size_origin: str = ""
 ) -> np.ndarray:
-    """Return ``x`` as a 1-D floating-point NumPy array, or raise a clear error.
+    """Return ``x`` as a plain 1-D floating-point NumPy array, or raise a clear error.
 
-    Lists and integer arrays become float64 arrays; float arrays are passed through
-    unchanged, so a float32 input stays float32.
+    Float64 and float32 arrays keep their precision; integers become float64, and
+    float16 float32 (:func:`computation_dtype`). Any layout is accepted: big-endian,
+    strided, broadcast, read-only arrays, lists, and the framework's own arrays
+    (a torch tensor that requires grad too) become a native, C-contiguous array.
 
     Args:
         x: The point.
-        copy: Whether the array returned must be a copy that the caller owns, even
-            where ``x`` is already a float array.
+        copy: Whether the array returned must be one the caller owns, even where
+            ``x`` needs no conversion.
         size: The length ``x`` must have, or ``None`` for any.
         size_origin: What fixed ``size``, for the error message.
 
     Returns:
-        The array, ``x`` itself where it is a 1-D float array and no copy is asked.
+        The array, ``x`` itself where it is plain (:func:`is_plain`), 1-D and no copy
+        is asked, a new array otherwise.
     """
-    if (
-        type(x) is np.ndarray
-        and x.ndim == 1
-        and x.dtype.kind == "f"
-        and x.shape[0]
-        and (size is None or x.shape[0] == size)
-    ):
-        return x.copy() if copy else x
-    try:
-        array = np.array(x, copy=True if copy else None)
-    except (TypeError, ValueError) as error:
-        msg = (
-            f"x must be a 1-D array of real numbers; got {type(x).__name__} ({error})."
-        )
-        raise TypeError(msg) from None
-    if array.dtype.kind in "iu":
-        array = array.astype(np.float64)
-    elif array.dtype.kind != "f":
-        msg = (
-            "x must be a 1-D array of real numbers; got an array of dtype "
-            f"{array.dtype} (from {type(x).__name__})."
-        )
-        raise TypeError(msg)
+    array = _as_numpy(x, "x", "a 1-D array of real numbers")
+    dtype = computation_dtype(array.dtype)
     check_vector_shape(array.shape)
     if size is not None and array.shape[0] != size:
         msg = f"x must have shape ({size},), {size_origin}; got shape {array.shape}."
         raise ValueError(msg)
+    if copy or not is_plain(array, frozenset((dtype,))):
+        return np.array(array, dtype=dtype, order="C")
     return array
 
 
@@ -112,33 +184,40 @@ def check_vector_shape(shape: tuple[int, ...]) -> None:
 
 
 def as_product_argument(
-    value: Any, shape: tuple[int, ...], argument: str, product: str
+    value: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    argument: str,
+    product: str,
 ) -> np.ndarray:
-    """Return a bound product's argument as a float array of ``shape``.
+    """Return a bound product's argument as a plain float array of ``shape``.
+
+    The argument is converted to ``dtype``, that of the product's point: integers,
+    lists and other float types are accepted, one of higher precision converted down
+    (the product is as precise as its point). Any layout is accepted, as for ``x``.
 
     Args:
         value: What the product was given.
         shape: The shape it must have.
+        dtype: The dtype it is computed in.
         argument: Its name, ``"M"`` or ``"u"``.
         product: The product's name, ``"mtp"``, ``"mhp"`` or ``"vjp"``.
 
     Returns:
-        The argument as a float array, ``value`` itself where it is one already.
+        The argument, ``value`` itself where it is plain (:func:`is_plain`) and of
+        ``dtype`` and ``shape``, a new array otherwise.
     """
-    if type(value) is np.ndarray and value.shape == shape and value.dtype.kind == "f":
+    if (
+        type(value) is np.ndarray
+        and value.shape == shape
+        and value.dtype == dtype
+        and value.flags.carray
+    ):
         return value
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as error:
-        msg = f"{argument} must be an array of shape {shape} for {product}; ({error})."
-        raise TypeError(msg) from None
-    if array.dtype.kind in "iu":
-        array = array.astype(np.float64)
-    elif array.dtype.kind != "f":
-        msg = (
-            f"{argument} must be an array of real numbers of shape {shape} for "
-            f"{product}; got dtype {array.dtype}."
-        )
+    expected = f"an array of real numbers of shape {shape} for {product}"
+    array = _as_numpy(value, argument, expected)
+    if array.dtype.kind not in "fiu":
+        msg = f"{argument} must be {expected}; got dtype {array.dtype}."
         raise TypeError(msg)
     if array.shape != shape:
         msg = (
@@ -146,7 +225,7 @@ def as_product_argument(
             f"{describe_shape(array.shape)}."
         )
         raise ValueError(msg)
-    return array
+    return np.array(array, dtype=dtype, order="C")
 
 
 def output_shape(value: Any, operator: str) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import DerivativeFunction, Runtime, floating
+from diffops.functions import DerivativeFunction, Runtime, as_output
 from diffops.operators import operator_sections
 from diffops.validation import (
     check_callable,
@@ -129,6 +129,8 @@ def _jacobian_and_value(
 ) -> tuple[Any, Any]:
     pullback, value = make_vjp(func, x)
     check_vector_output(output_shape(value, operator), operator)
+    if value.shape[0] == 0:  # a function with no outputs: J has no rows
+        return np.zeros((0, x.shape[0]), vspace(x).dtype), value
     # The pullback at e_i is row i of J.
     jacobian = anp.stack([pullback(row) for row in _basis(value.shape[0], value)])
     return jacobian, value
@@ -143,9 +145,10 @@ def _mhp_jacobian_and_value(
 # How the outputs reach the user.
 
 
-def _to_numpy(value: Any, dtype: np.dtype[Any]) -> np.ndarray:
-    # A copy: the value may be x itself, or an array the pullback keeps.
-    return floating(np.array(value), dtype)
+def _to_numpy(value: Any, dtype: np.dtype[Any]) -> Any:
+    # A copy, as the value may be x itself or an array the pullback keeps; in x's
+    # dtype, whatever the function's constants were.
+    return as_output(np.array(value, dtype=dtype))
 
 
 def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:

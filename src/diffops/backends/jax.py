@@ -27,10 +27,11 @@ from diffops.functions import (
     FrameworkDerivative,
     NumpyReturningFunction,
     Runtime,
-    floating,
+    as_output,
 )
 from diffops.operators import operator_sections
 from diffops.validation import (
+    as_plain_array,
     check_callable,
     check_scalar_output,
     check_vector_output,
@@ -69,10 +70,26 @@ Pullback = Any
 # The operators' computations, on JAX arrays.
 
 
+def _value_in_dtype_of_x(func: Callable[..., Any], x: Any) -> Any:
+    value = func(x)
+    if isinstance(value, jax.Array) and value.dtype != x.dtype:
+        value = value.astype(x.dtype)
+    return value
+
+
+def _typed(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with its value in x's dtype, so that every output is.
+
+    A product's argument then takes that dtype too. Inside a compiled function the
+    conversion costs nothing where the dtypes agree already.
+    """
+    return functools.partial(_value_in_dtype_of_x, func)
+
+
 def _vjp_and_value(
     func: Callable[..., Any], x: Any, operator: str = "vjp_and_value"
 ) -> tuple[Pullback, Any]:
-    value, pullback = jax.vjp(func, x)
+    value, pullback = jax.vjp(_typed(func), x)
     check_vector_output(output_shape(value, operator), operator)
     return pullback, value
 
@@ -80,7 +97,7 @@ def _vjp_and_value(
 def _grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
 ) -> tuple[Any, Any]:
-    value, pullback = jax.vjp(func, x)
+    value, pullback = jax.vjp(_typed(func), x)
     check_scalar_output(output_shape(value, operator), operator)
     (grad,) = pullback(jnp.ones_like(value))
     return grad, value
@@ -116,6 +133,7 @@ def _mtp_hessian_grad_and_value(
 def _jacobian_and_value(
     func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
 ) -> tuple[Any, Any]:
+    func = _typed(func)
     value_shape = output_shape(jax.eval_shape(func, x), operator)
     check_vector_output(value_shape, operator)
     (m,), (n,) = value_shape, x.shape
@@ -142,10 +160,10 @@ def _mhp_jacobian_and_value(
 # How the outputs reach the user.
 
 
-def _to_numpy(value: Any, dtype: np.dtype[Any]) -> np.ndarray:
+def _to_numpy(value: Any, dtype: np.dtype[Any]) -> Any:
     # A copy: NumPy's view of a JAX buffer is read-only, and a product's residuals
-    # may be that same buffer.
-    return floating(np.array(value), dtype)
+    # may be that same buffer. Already in the dtype JAX computes x in (_typed).
+    return as_output(np.array(value))
 
 
 def _apply_product(pullback: Pullback, argument: Any) -> Any:
@@ -253,7 +271,9 @@ def _evaluate(function: Callable[[Any], tuple[Any, ...]], x: np.ndarray) -> Any:
 
 
 def _to_framework(value: Any) -> Any:
-    return value  # jax.jit takes NumPy arrays as they are
+    if isinstance(value, np.ndarray):  # JAX reads a buffer as native and C-ordered
+        return jnp.asarray(as_plain_array(value))
+    return value
 
 
 def _output_to_numpy(value: Any) -> Any:

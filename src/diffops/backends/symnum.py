@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from diffops.functions import DerivativeFunction, Runtime
+from diffops.functions import DerivativeFunction, Runtime, as_output
 from diffops.operators import OPERATORS, operator_sections
 from diffops.validation import (
     check_callable,
@@ -137,7 +137,7 @@ def _evaluate(
         return outputs  # type: ignore[no-any-return]
     converted = list(outputs)
     for index in indices:
-        converted[index] = np.asarray(converted[index], dtype=x.dtype)
+        converted[index] = as_output(np.asarray(converted[index], dtype=x.dtype))
     return tuple(converted)
 
 

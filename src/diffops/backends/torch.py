@@ -30,10 +30,11 @@ from diffops.functions import (
     FrameworkDerivative,
     NumpyReturningFunction,
     Runtime,
-    floating,
+    as_output,
 )
 from diffops.operators import operator_sections
 from diffops.validation import (
+    as_plain_array,
     check_callable,
     check_scalar_output,
     check_vector_output,
@@ -92,7 +93,10 @@ def _vjp(func: Callable[..., Any], x: Any, *, has_aux: bool = False) -> Any:
 
 
 def _returning_tensor(func: Callable[..., Any], operator: str, x: Any) -> Any:
-    """``func(x)``, which :func:`torch.func.vjp` needs to be a tensor."""
+    """``func(x)``, which :func:`torch.func.vjp` needs to be a tensor, in x's dtype.
+
+    In x's dtype, so that every output is, and a product's argument takes it.
+    """
     value = func(x)
     if not isinstance(value, torch.Tensor):
         msg = (
@@ -100,7 +104,7 @@ def _returning_tensor(func: Callable[..., Any], operator: str, x: Any) -> Any:
             f"{type(value).__name__}."
         )
         raise TypeError(msg)
-    return value
+    return value if value.dtype == x.dtype else value.to(x.dtype)
 
 
 def _grad_with_aux(
@@ -180,15 +184,9 @@ def _mhp_jacobian_and_value(
 # How the outputs reach the user.
 
 
-def _copy_to_numpy(tensor: Any) -> np.ndarray:
-    # A copy, on the CPU whatever the device: the tensor may be x itself, or one
-    # that a pullback keeps.
-    array: np.ndarray = tensor.detach().to("cpu", copy=True).numpy()
-    return array
-
-
-def _to_numpy(value: Any, dtype: np.dtype[Any]) -> np.ndarray:
-    return floating(_copy_to_numpy(value), dtype)
+def _to_numpy(value: Any, dtype: np.dtype[Any]) -> Any:
+    # A copy, as the tensor may be x itself or one that a pullback keeps.
+    return as_output(np.array(value.detach().cpu().numpy(), dtype=dtype))
 
 
 def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
@@ -275,14 +273,16 @@ def _evaluate(
 
 def _to_framework(device: Any, value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
+        value = torch.from_numpy(as_plain_array(value))
     if device is not None and isinstance(value, torch.Tensor):
         value = value.to(device)
     return value
 
 
 def _output_to_numpy(value: Any) -> Any:
-    return _copy_to_numpy(value) if isinstance(value, torch.Tensor) else value
+    if isinstance(value, torch.Tensor):
+        return np.array(value.detach().cpu().numpy())
+    return value
 
 
 def return_numpy_arrays(
