@@ -442,3 +442,34 @@ def random_vector_function(
         lambda x: xp.stack([evaluate_expression(e, xp, x) for e in expressions_]),
         RANDOM_N,
     )
+
+
+# Functions that a framework cannot differentiate, as users write them by mistake.
+
+
+def _control_flow(xp: Any) -> Callable[..., Any]:
+    def control_flow(x: Any) -> Any:
+        if x[0] > 0:  # a Python if on a value computed from x
+            return xp.sum(x**2)
+        return xp.sum(x)
+
+    return control_flow
+
+
+def _numpy_call(xp: Any) -> Callable[..., Any]:
+    def numpy_call(x: Any) -> Any:
+        return xp.sum(np.sin(x))  # NumPy, not the framework
+
+    return numpy_call
+
+
+def _in_place(xp: Any) -> Callable[..., Any]:
+    def in_place(x: Any) -> Any:
+        x[0] = 1.0  # assigning into the traced array
+        return xp.sum(x**2)
+
+    return in_place
+
+
+MISTAKES = {"control flow": _control_flow, "numpy": _numpy_call, "in place": _in_place}
+"""Each mistake as ``make(xp)``; which backends cannot take which is in test_errors."""

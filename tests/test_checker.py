@@ -1,6 +1,11 @@
-"""The derivative checker passes correct derivatives and catches planted mistakes."""
+"""The derivative checker passes correct derivatives and catches planted mistakes,
+whether the functions compute in float64 or in float32."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,8 +17,9 @@ from functions import (
     complex_step_derivative,
     render,
 )
-from helpers import installed
+from helpers import installed, run_python
 
+from diffops import DIFF_OPS
 from diffops.checker import DerivativeCheckError, DerivativeReport, check_derivatives
 
 rng = np.random.default_rng(11)
@@ -55,10 +61,45 @@ def points_near(point, count=3):
     return point + 0.1 * rng.standard_normal((count, point.size))
 
 
+def computed_in(dtype, function):
+    """``function`` computing in ``dtype``, as JAX does in float32 with 64-bit off."""
+
+    def cast(value):
+        if callable(value):
+            return lambda argument: cast(value(argument))
+        return np.asarray(value).astype(dtype)
+
+    def in_dtype(x):
+        outputs = function(np.asarray(x, dtype))
+        return (
+            tuple(map(cast, outputs)) if isinstance(outputs, tuple) else cast(outputs)
+        )
+
+    return in_dtype
+
+
+@pytest.fixture(params=["float64", "float32"])
+def precision(request):
+    return request.param
+
+
+def check(precision, func, derivatives, points, **options):
+    """check_derivatives of ``func`` and ``derivatives`` computing in ``precision``."""
+    func = computed_in(precision, func)
+    derivatives = {name: computed_in(precision, d) for name, d in derivatives.items()}
+    if precision == "float64":
+        report = check_derivatives(func, derivatives, points, **options)
+    else:
+        with pytest.warns(UserWarning, match="checked at float32 precision"):
+            report = check_derivatives(func, derivatives, points, **options)
+    assert report.precision == precision
+    return report
+
+
 @pytest.mark.parametrize("case", SCALAR_CASES, ids=str)
-def test_correct_scalar_derivatives_pass(case):
-    report = check_derivatives(
-        case.value, scalar_derivatives(case), points_near(case.point)
+def test_correct_scalar_derivatives_pass(case, precision):
+    report = check(
+        precision, case.value, scalar_derivatives(case), points_near(case.point)
     )
     report.raise_if_failed()
     assert report.ok
@@ -66,9 +107,9 @@ def test_correct_scalar_derivatives_pass(case):
 
 
 @pytest.mark.parametrize("case", VECTOR_CASES, ids=str)
-def test_correct_vector_derivatives_pass(case):
-    report = check_derivatives(
-        case.value, vector_derivatives(case), points_near(case.point)
+def test_correct_vector_derivatives_pass(case, precision):
+    report = check(
+        precision, case.value, vector_derivatives(case), points_near(case.point)
     )
     report.raise_if_failed()
 
@@ -82,12 +123,12 @@ def test_a_backend_can_be_the_reference(reference):
     assert report.reference == reference
 
 
-def test_only_the_highest_derivative_may_be_returned():
+def test_only_the_highest_derivative_may_be_returned(precision):
     derivatives = {
         "grad_and_value": SMOOTH.grad,
         "hessian_grad_and_value": SMOOTH.hessian,
     }
-    report = check_derivatives(SMOOTH.value, derivatives, SMOOTH.point)
+    report = check(precision, SMOOTH.value, derivatives, SMOOTH.point)
     assert report.ok
     assert {c.output for c in report.comparisons} == {"g", "H"}
 
@@ -102,14 +143,14 @@ def failing(report: DerivativeReport):
     return report.failures()
 
 
-def test_catches_a_sign_flipped_in_one_jacobian_entry():
+def test_catches_a_sign_flipped_in_one_jacobian_entry(precision):
     def flipped(x):
         jacobian = SEVERAL_OUTPUTS.jacobian(x)
         jacobian[2, 1] = -jacobian[2, 1]
         return jacobian, SEVERAL_OUTPUTS.value(x)
 
     (failure,) = failing(
-        check_derivatives(SEVERAL_OUTPUTS.value, {"jacobian_and_value": flipped},
+        check(precision, SEVERAL_OUTPUTS.value, {"jacobian_and_value": flipped},
                           SEVERAL_OUTPUTS.point)
     )  # fmt: skip
     assert (failure.output, failure.where) == ("J", (2, 1))
@@ -131,25 +172,26 @@ def square_jacobian(x):
     ],
     ids=["4x3", "square"],
 )
-def test_catches_a_transposed_jacobian(value, jacobian):
+def test_catches_a_transposed_jacobian(value, jacobian, precision):
     derivatives = {"jacobian_and_value": lambda x: (jacobian(x).T, value(x))}
-    failures = failing(check_derivatives(value, derivatives, SEVERAL_OUTPUTS.point))
+    failures = failing(check(precision, value, derivatives, SEVERAL_OUTPUTS.point))
     assert [f.output for f in failures] == ["J"]
 
 
-def test_catches_a_hessian_off_by_one_percent_in_one_entry():
+@pytest.mark.parametrize("whole", [False, True], ids=["H alone", "(H, g, v)"])
+def test_catches_a_hessian_off_by_one_percent_in_one_entry(precision, whole):
     def off(x):
         hessian = SMOOTH.hessian(x)
         hessian[1, 2] *= 1.01
-        return hessian
+        return (hessian, SMOOTH.grad(x), SMOOTH.value(x)) if whole else hessian
 
     (failure,) = failing(
-        check_derivatives(SMOOTH.value, {"hessian_grad_and_value": off}, SMOOTH.point)
+        check(precision, SMOOTH.value, {"hessian_grad_and_value": off}, SMOOTH.point)
     )
-    assert failure.where == (1, 2)
+    assert (failure.output, failure.where) == ("H", (1, 2))
 
 
-def test_catches_an_mhp_contracting_the_wrong_indices():
+def test_catches_an_mhp_contracting_the_wrong_indices(precision):
     correct = vector_derivatives(SEVERAL_OUTPUTS, square_jacobian)[
         "mhp_jacobian_and_value"
     ]
@@ -159,13 +201,13 @@ def test_catches_an_mhp_contracting_the_wrong_indices():
         return (lambda M: mhp(M.T)), jacobian, value[:3]
 
     failures = failing(
-        check_derivatives(square_value, {"mhp_jacobian_and_value": wrong},
+        check(precision, square_value, {"mhp_jacobian_and_value": wrong},
                           SEVERAL_OUTPUTS.point)
     )  # fmt: skip
     assert [f.output for f in failures] == ["mhp(M)"]
 
 
-def test_catches_an_mtp_missing_a_symmetric_term():
+def test_catches_an_mtp_missing_a_symmetric_term(precision):
     correct = scalar_derivatives(SMOOTH)["mtp_hessian_grad_and_value"]
 
     def upper_only(x):  # Σ over j ≤ k only: the j > k terms are missing
@@ -173,23 +215,28 @@ def test_catches_an_mtp_missing_a_symmetric_term():
         return (lambda M: mtp(np.triu(M)), *rest)
 
     failures = failing(
-        check_derivatives(SMOOTH.value, {"mtp_hessian_grad_and_value": upper_only},
+        check(precision, SMOOTH.value, {"mtp_hessian_grad_and_value": upper_only},
                           SMOOTH.point)
     )  # fmt: skip
     assert [f.output for f in failures] == ["mtp(M)"]
 
 
-def test_catches_the_value_and_gradient_swapped():
+def test_catches_the_value_and_gradient_swapped(precision):
     derivatives = {"grad_and_value": lambda x: (SMOOTH.value(x), SMOOTH.grad(x))}
-    failures = failing(check_derivatives(SMOOTH.value, derivatives, SMOOTH.point))
+    failures = failing(check(precision, SMOOTH.value, derivatives, SMOOTH.point))
     assert {f.output for f in failures} == {"g", "v"}
     assert "shape" in failures[0].note
 
 
-def test_report_reads_as_a_table():
+def test_report_reads_as_a_table(precision):
     derivatives = {"hessian_grad_and_value": lambda x: 1.01 * SMOOTH.hessian(x)}
-    report = check_derivatives(SMOOTH.value, derivatives, [SMOOTH.point, SMOOTH.point])
+    report = check(precision, SMOOTH.value, derivatives, [SMOOTH.point, SMOOTH.point])
     text = str(report)
+    tolerances = {
+        "float64": "rtol=1e-05, atol=1e-06",
+        "float32": "rtol=0.0005, atol=0.0005",
+    }
+    assert f"outputs in {precision} ({tolerances[precision]})" in text.splitlines()[0]
     assert "max abs err" in text
     assert text.count("FAIL") == 2
     with pytest.raises(AssertionError, match="hessian_grad_and_value"):
@@ -214,6 +261,40 @@ def test_bad_arguments(kwargs, error, message):
                  "points": SMOOTH.point, **kwargs}  # fmt: skip
     with pytest.raises(error, match=message):
         check_derivatives(**arguments)
+
+
+def test_tolerances_given_are_used_whatever_the_precision(precision):
+    derivatives = {"grad_and_value": lambda x: (1.01 * SMOOTH.grad(x), SMOOTH.value(x))}
+    strict = check(precision, SMOOTH.value, derivatives, SMOOTH.point)
+    loose = check(precision, SMOOTH.value, derivatives, SMOOTH.point, rtol=5e-2)
+    assert not strict.ok
+    assert loose.ok
+    assert (loose.rtol, loose.atol) == (5e-2, strict.atol)
+
+
+def test_the_checker_never_turns_on_jax_64_bit_mode_but_warns():
+    pytest.importorskip("jax")
+    result = run_python(
+        """
+        import warnings, numpy as np, jax, jax.numpy as jnp, diffops
+        f = lambda x: jnp.sum(jnp.sin(x) * x**2)
+        grad = diffops.autodiff_fallback(None, f, "grad_and_value", "g", "jax")
+        wrong = lambda x: (grad(x)[0] * np.array([1, 1, -1]), grad(x)[1])
+        points = np.random.default_rng(0).standard_normal((2, 3))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = diffops.check_derivatives(f, {"grad_and_value": grad}, points)
+            wrong = diffops.check_derivatives(f, {"grad_and_value": wrong}, points)
+        print(right.ok, wrong.ok, right.precision, jax.config.read("jax_enable_x64"))
+        print(*[str(w.message) for w in caught], sep=" | ")
+        """,
+        {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"},
+    )
+    assert result.returncode == 0, result.stderr
+    first, messages = result.stdout.splitlines()
+    assert first == "True False float32 False"
+    assert "checked at float32 precision" in messages
+    assert "JAX_ENABLE_X64=1" in messages
 
 
 def test_report_labels_every_output_of_every_operator():
@@ -252,6 +333,22 @@ def grad(x):
 def wrong_grad(x):
     g, v = grad(x)
     return g * np.array([1.0, 1.0, 1.01]), v
+
+def raising_grad(x):
+    return 1 / 0
+
+def jax_f(x):
+    import jax.numpy as jnp
+    return jnp.sum(jnp.sin(x) * x**2)
+
+def jax_grad(x):
+    import jax
+    return jax.grad(jax_f)(x), jax_f(x)
+
+def jax_wrong_grad(x):
+    import jax.numpy as jnp
+    g, v = jax_grad(x)
+    return g * jnp.array([1.0, 1.0, -1.0]), v
 """
 
 
@@ -284,6 +381,67 @@ def test_command_line_fails_wrong_derivatives(model_file, capsys):
                        "--points", "2", "--seed", "4")  # fmt: skip
     assert status == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_command_line_takes_tolerances(model_file, capsys):
+    arguments = [f"{model_file}:f", "--derivative",
+                 f"grad_and_value={model_file}:wrong_grad", "--dim", "3"]  # fmt: skip
+    assert run_check(*arguments) == 1
+    assert run_check(*arguments, "--rtol", "0.05", "--atol", "1e-3") == 0
+    assert "(rtol=0.05, atol=0.001)" in capsys.readouterr().out
+
+
+def test_command_line_help_lists_the_operators(capsys):
+    assert run_check("--help") == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert ", ".join(DIFF_OPS) in help_text
+    assert "--rtol" in help_text
+    assert "--atol" in help_text
+
+
+def test_command_line_says_in_one_paragraph_what_raised(model_file, capsys):
+    arguments = [f"{model_file}:f", "--derivative",
+                 f"grad_and_value={model_file}:raising_grad", "--dim", "3"]  # fmt: skip
+    assert run_check(*arguments) == 2
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError: division by zero" in err
+    assert "Traceback" not in err
+    with pytest.raises(ZeroDivisionError):
+        run_check(*arguments, "--debug")
+
+
+def test_command_line_explains_a_function_the_reference_cannot_trace(
+    model_file, capsys
+):
+    pytest.importorskip("jax")
+    status = run_check(f"{model_file}:f", "--derivative",
+                       f"grad_and_value={model_file}:grad", "--dim", "3",
+                       "--reference", "jax")  # fmt: skip
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "calls a NumPy function" in err
+    assert "jax.numpy" in err
+
+
+@pytest.mark.parametrize("x64", [None, "0"], ids=["unset", "JAX_ENABLE_X64=0"])
+def test_command_line_checks_jax_functions_in_float64_unless_told(model_file, x64):
+    pytest.importorskip("jax")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    if x64 is not None:
+        env["JAX_ENABLE_X64"] = x64
+    outputs = {}
+    for name in ("jax_grad", "jax_wrong_grad"):
+        result = subprocess.run(
+            [sys.executable, "-m", "diffops", "check", f"{model_file}:jax_f",
+             "--derivative", f"grad_and_value={model_file}:{name}", "--dim", "3"],
+            capture_output=True, text=True, env=env, check=False, timeout=300,
+        )  # fmt: skip
+        outputs[name] = result
+    right, wrong = outputs["jax_grad"], outputs["jax_wrong_grad"]
+    assert (right.returncode, wrong.returncode) == (0, 1), right.stderr + wrong.stderr
+    precision = "float64" if x64 is None else "float32"
+    assert f"outputs in {precision}" in right.stdout
+    assert ("JAX's 64-bit mode is on for this check" in right.stdout) == (x64 is None)
 
 
 @pytest.mark.parametrize(

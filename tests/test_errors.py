@@ -3,12 +3,16 @@ what was expected and what was given; NaN and inf propagate."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
-from functions import QUARTIC, SEVERAL_OUTPUTS, TORUS, render
+from functions import MISTAKES, QUARTIC, SEVERAL_OUTPUTS, TORUS, render
 from helpers import derivative, installed
 
+import diffops
 from diffops import DIFF_OPS, autodiff_fallback
+from diffops.namespaces import array_namespace
 from diffops.operators import SCALAR_OPERATORS, VECTOR_OPERATORS
 
 
@@ -116,3 +120,54 @@ def test_symnum_checks_the_declared_length(backend):
         ValueError, match=r"x must have shape \(4,\), the shape declared"
     ):
         grad_and_value(np.ones(5))
+
+
+# Framework errors in diffops' words.
+
+# The mistakes each backend cannot differentiate, and what the message advises.
+EXPLAINED = [
+    ("jax", "control flow", r"Python control flow .* jnp.where or jax.lax.cond, or "
+     r"use the backend 'jax_nojit'"),
+    ("jax", "numpy", r"calls a NumPy function .* jax.numpy"),
+    ("jax_nojit", "numpy", r"calls a NumPy function .* jax.numpy"),
+    ("jax", "in place", r"assigns into an array in place .* x.at\[i\].set\(v\)"),
+    ("jax_nojit", "in place", r"assigns into an array in place .* x.at\[i\].set\(v\)"),
+    ("torch", "numpy", r"calls a NumPy function on x .* torch operations"),
+    ("autograd", "in place", r"assigns into an array in place .* anp.stack"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("backend", "mistake", "advice"), EXPLAINED)
+@pytest.mark.parametrize("operator", ["grad_and_value", "hessian_grad_and_value"])
+def test_a_function_the_framework_cannot_differentiate_is_explained(
+    backend, mistake, advice, operator
+):
+    if not diffops.get_backend(backend).available:
+        pytest.skip(f"{backend} is not installed")
+    func = MISTAKES[mistake](array_namespace(backend))
+    function = derivative(backend, operator, func)
+    with pytest.raises(TypeError) as raised:
+        function(np.array([1.0, 2.0]))
+    message = str(raised.value)
+    name = func.__code__
+    assert message.startswith(
+        f"{operator} with the {backend} backend cannot differentiate "
+        f"{func.__qualname__} ({name.co_filename}, line {name.co_firstlineno}): "
+    )
+    assert re.search(advice, message), message
+    assert raised.value.__cause__ is not None  # the framework's own, chained
+    if (backend, mistake) == ("jax", "control flow"):  # JAX names what it traced
+        assert f"tracing the function {func.__name__} at" in str(raised.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("backend", "mistake"),
+    [("jax_nojit", "control flow"), ("torch", "control flow"), ("autograd", "numpy")],
+)
+def test_what_a_framework_can_differentiate_is_not_refused(backend, mistake):
+    if not diffops.get_backend(backend).available:
+        pytest.skip(f"{backend} is not installed")
+    func = MISTAKES[mistake](array_namespace(backend))
+    grad, _ = derivative(backend, "grad_and_value", func)(np.array([1.0, 2.0]))
+    expected = [2.0, 4.0] if mistake == "control flow" else np.cos([1.0, 2.0])
+    np.testing.assert_allclose(grad, expected, rtol=1e-12)

@@ -7,18 +7,22 @@ points and compares every output it returns (the products applied to a seeded ra
 * ``reference="finite_differences"`` needs no framework: ``func`` may be plain NumPy.
   Derivatives are :func:`diffops.finite_differences.jacobian`: central differences
   with a step scaled to each coordinate, improved twice by Richardson extrapolation
-  (error ``O(h⁶)``). Higher orders difference the lower-order references:
-  ``H`` differentiates the differenced gradient, and every product the contraction
-  of its argument with the output after it (``mtp(M)`` the contraction ``Σ M ∘ H``,
-  ``mhp(M)`` ``Σ M ∘ J``, ``vjp(u)`` ``u · c``); the steps grow with the nesting so
-  that rounding error stays small.
+  (error ``O(h⁶)``). The value is compared with ``func(x)``; ``g``, ``J`` and
+  ``vjp(u)`` with differences of ``func``; ``H``, ``mtp(M)`` and ``mhp(M)`` with
+  differences of the output below them as *your* function returns it (your ``g``,
+  ``Σ M ∘ H``, ``Σ M ∘ J``), which is itself checked against ``func``, so that each
+  reference is one difference of something exact. Where your function returns only
+  its highest output, they difference the references below instead, nested.
 * ``reference=NAME`` uses the operators of that backend (``func`` is then written for
   it).
 
-An entry passes when ``|actual - expected| ≤ atol · scale + rtol · |expected|``, where
-``scale`` is ``max(1, largest |expected| entry)`` over all the outputs of the operator
-at that point: the error of a differenced reference is proportional to the size of
-the quantities it is differenced from (``mtp(M)`` of a quadratic is zero, but its
+The precision of the check follows that of the outputs: a function that computes in
+float32 (JAX with its 64-bit mode off, say) is differenced with larger steps and
+checked with looser default tolerances, and the report says so. An entry passes when
+``|actual - expected| ≤ atol · scale + rtol · |expected|``, where ``scale`` is
+``max(1, largest |expected| entry)`` over all the outputs of the operator at that
+point: the error of a differenced reference is proportional to the size of the
+quantities it is differenced from (``mtp(M)`` of a quadratic is zero, but its
 reference comes from an ``H`` that is not).
 """
 
@@ -26,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,8 +47,23 @@ __all__ = [
     "check_derivatives",
 ]
 
-# Base relative step for each nesting depth of differences (1 = first derivative).
-_STEPS = {1: 1e-3, 2: 1e-2, 3: 3e-2}
+
+class _Precision(NamedTuple):
+    """How outputs computed in one floating-point type are checked."""
+
+    rtol: float
+    atol: float
+    # The relative step for differencing what is exact, or differenced once or twice.
+    steps: tuple[float, float, float]
+
+
+# In float32 a function's values carry rounding of 6e-8: the steps balance it against
+# the truncation error of the extrapolated differences, and the tolerances are those
+# at which correct derivatives of smooth functions pass and an entry 1 % off fails.
+_PRECISIONS = {
+    "float64": _Precision(1e-5, 1e-6, (1e-3, 1e-2, 3e-2)),
+    "float32": _Precision(5e-4, 5e-4, (5e-2, 1.5e-1, 3e-1)),
+}
 
 
 class DerivativeCheckError(AssertionError):
@@ -90,12 +110,16 @@ class DerivativeReport:
         reference: ``"finite_differences"`` or the name of the backend compared with.
         rtol: The relative tolerance used.
         atol: The absolute tolerance used.
+        precision: The floating-point type the outputs were computed in,
+            ``"float64"`` or ``"float32"`` (the lower where they differ), which set
+            the steps of the differences and the default tolerances.
     """
 
     comparisons: tuple[Comparison, ...]
     reference: str
     rtol: float
     atol: float
+    precision: str = "float64"
 
     @property
     def ok(self) -> bool:
@@ -112,8 +136,8 @@ class DerivativeReport:
             f"{'max rel err':>13}  {'where':<10}result"
         )
         lines = [
-            f"diffops derivative check against {self.reference} "
-            f"(rtol={self.rtol:g}, atol={self.atol:g})",
+            f"diffops derivative check against {self.reference}, outputs in "
+            f"{self.precision} (rtol={self.rtol:g}, atol={self.atol:g})",
             header,
             "-" * len(header),
         ]
@@ -140,50 +164,116 @@ class DerivativeReport:
 # operator returns, the product as a callable.
 
 
-def _difference(
-    function: Callable[[np.ndarray], Any], x: np.ndarray, depth: int
-) -> np.ndarray:
-    """Differences of ``function``, itself ``depth - 1`` times differenced."""
-    return finite_differences.jacobian(function, x, _STEPS[depth])
+def _as_tuple(outputs: Any) -> tuple[Any, ...]:
+    return outputs if isinstance(outputs, tuple) else (outputs,)
+
+
+def _yours(
+    derivative: Callable[..., Any], operator: Operator, x: np.ndarray, m: int
+) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The outputs of your function below its highest that can be differenced.
+
+    ``g``, ``H`` and ``J`` as functions of ``x``, where your function returns them, in
+    the shape they should have.
+    """
+    returned = _as_tuple(derivative(x.copy()))
+    shapes = {"g": (x.size,), "H": (x.size, x.size), "J": (m, x.size)}
+    yours: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    for index, name in enumerate(operator.outputs[: len(returned)]):
+        if name in shapes and np.shape(returned[index]) == shapes[name]:
+            yours[name] = functools.partial(_output_at, derivative, index)
+    return yours
+
+
+def _output_at(derivative: Callable[..., Any], index: int, y: np.ndarray) -> Any:
+    return np.asarray(_as_tuple(derivative(y.copy()))[index], float)
 
 
 def _finite_difference_outputs(
-    func: Callable[[np.ndarray], Any], operator: Operator, x: np.ndarray
+    func: Callable[[np.ndarray], Any],
+    operator: Operator,
+    steps: tuple[float, float, float],
+    derivative: Callable[..., Any],
+    x: np.ndarray,
 ) -> list[Any]:
     def value(y: np.ndarray) -> np.ndarray:
         return np.asarray(func(y), float)
 
-    def first(y: np.ndarray) -> np.ndarray:  # g or J
-        return _difference(value, y, 1)
+    def first(y: np.ndarray) -> np.ndarray:  # g or J, from f
+        return finite_differences.jacobian(value, y, steps[0])
 
-    def second(y: np.ndarray) -> np.ndarray:  # H
-        return _difference(first, y, 2)
+    yours = _yours(derivative, operator, x, int(np.size(value(x))))
 
-    arrays = {"v": value, "g": first, "J": first, "H": second}
-    depths = {"v": 0, "g": 1, "J": 1, "H": 2}
+    def hessian(y: np.ndarray) -> np.ndarray:  # from your g, or from differences
+        if "g" in yours:
+            return finite_differences.jacobian(yours["g"], y, steps[0])
+        return finite_differences.jacobian(first, y, steps[1])
+
+    arrays = {"v": value, "g": first, "J": first, "H": hessian}
+    # How many times each reference is itself differenced.
+    depths = {"v": 0, "g": 1, "J": 1, "H": 1 if "g" in yours else 2}
     outputs: list[Any] = [
         arrays[name](x) for name in operator.outputs if name in arrays
     ]
     if operator.product is None:
         return outputs
     # Every product is the derivative of ⟨A, the output after it⟩: mtp(M) of
-    # Σ M ∘ H, mhp(M) of Σ M ∘ J, vjp(u) of u · c.
+    # Σ M ∘ H, mhp(M) of Σ M ∘ J, vjp(u) of u · c; yours where you return it.
     below = operator.outputs[1]
+    below_at, step = (
+        (yours[below], steps[0])
+        if below in yours
+        else (arrays[below], steps[depths[below]])
+    )
 
     def product(argument: np.ndarray) -> np.ndarray:
-        contracted = lambda y: np.sum(argument * arrays[below](y))  # noqa: E731
-        return _difference(contracted, x, depths[below] + 1)
+        contracted = lambda y: np.sum(argument * below_at(y))  # noqa: E731
+        return finite_differences.jacobian(contracted, x, step)
 
     return [product, *outputs]
 
 
 def _reference(
-    func: Callable[..., Any], operator: Operator, reference: str
+    func: Callable[..., Any],
+    operator: Operator,
+    reference: str,
+    precision: _Precision,
+    derivative: Callable[..., Any],
 ) -> Callable[[np.ndarray], Any]:
     """What ``operator`` of ``func`` returns at ``x``: built once, called per point."""
     if reference == "finite_differences":
-        return functools.partial(_finite_difference_outputs, func, operator)
+        return functools.partial(
+            _finite_difference_outputs, func, operator, precision.steps, derivative
+        )
     return autodiff_fallback(None, func, operator.name, operator.name, reference)
+
+
+def _precision_of(values: list[Any]) -> str:
+    """``"float32"`` where any of ``values`` is an array of float32 (or less)."""
+    for value in values:
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+            return "float32"
+    return "float64"
+
+
+def _precision_seen(
+    func: Callable[..., Any],
+    derivatives: Mapping[str, Callable[..., Any]],
+    x: np.ndarray,
+    reference: str,
+) -> str:
+    """The precision of the outputs at ``x``: yours, ``func``'s or the reference's."""
+    values: list[Any] = []
+    for name, derivative in derivatives.items():
+        values += _as_tuple(derivative(x.copy()))
+        if reference != "finite_differences":
+            values += _as_tuple(
+                autodiff_fallback(None, func, name, name, reference)(x.copy())
+            )
+    if reference == "finite_differences":
+        values.append(func(x.copy()))
+    return _precision_of(values)
 
 
 def _applied(outputs: Any, argument: Any) -> list[Any]:
@@ -240,8 +330,8 @@ def check_derivatives(
     points: Any,
     *,
     reference: str = "finite_differences",
-    rtol: float = 1e-5,
-    atol: float = 1e-6,
+    rtol: float | None = None,
+    atol: float | None = None,
     seed: int = 0,
 ) -> DerivativeReport:
     """Compare hand-written derivative functions of ``func`` with a reference.
@@ -259,9 +349,11 @@ def check_derivatives(
             (highest-order) item instead of the tuple; then only that is checked.
         points: One point of shape ``(n,)`` or several, shape ``(k, n)``.
         reference: ``"finite_differences"`` or the name of a backend.
-        rtol: Relative tolerance per entry.
+        rtol: Relative tolerance per entry; by default ``1e-5`` where the outputs
+            are float64 and ``5e-4`` where any is float32.
         atol: Absolute tolerance per entry, relative to the largest entry of the
-            operator's reference outputs (at least 1).
+            operator's reference outputs (at least 1); by default ``1e-6`` where the
+            outputs are float64 and ``5e-4`` where any is float32.
         seed: Seed of the random ``M`` and ``u`` given to the products.
 
     Returns:
@@ -295,12 +387,27 @@ def check_derivatives(
     if points.ndim != 2:
         msg = f"points must have shape (n,) or (k, n); got shape {points.shape}."
         raise ValueError(msg)
+    seen = _precision_seen(func, derivatives, points[0], reference)
+    precision = _PRECISIONS[seen]
+    rtol = precision.rtol if rtol is None else rtol
+    atol = precision.atol if atol is None else atol
+    if seen == "float32":
+        warnings.warn(
+            f"check_derivatives: the outputs are float32 for float64 points, so "
+            f"they are checked at float32 precision (rtol={rtol:g}, atol={atol:g}). "
+            "To check a JAX function in float64, turn on JAX's 64-bit mode first "
+            "(the environment variable JAX_ENABLE_X64=1, or "
+            "jax.config.update('jax_enable_x64', True)), or use `diffops check`, "
+            "which does.",
+            UserWarning,
+            stacklevel=2,
+        )
     rng = np.random.default_rng(seed)
     comparisons = []
     for name, function in derivatives.items():
         record = OPERATORS[name]
         labels = record.labels
-        reference_at = _reference(func, record, reference)
+        reference_at = _reference(func, record, reference, precision, function)
         for index, x in enumerate(points):
             reference_outputs = tuple(reference_at(x))
             argument = None
@@ -322,4 +429,4 @@ def check_derivatives(
                 comparisons.append(
                     _compare(name, index, label, actual, wanted, rtol, atol, scale)
                 )
-    return DerivativeReport(tuple(comparisons), reference, rtol, atol)
+    return DerivativeReport(tuple(comparisons), reference, rtol, atol, seen)

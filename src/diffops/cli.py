@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,12 +132,43 @@ def _load(spec: str, argument: str) -> Callable[..., Any]:
     return function
 
 
+def _turn_on_jax_float64() -> bool:
+    """Turn on JAX's 64-bit mode for the user's file, unless they chose otherwise.
+
+    ``diffops check`` owns its process, so it may; through the environment, so that
+    JAX (if the file imports it) starts in that mode. Returns whether it did.
+    """
+    if "JAX_ENABLE_X64" in os.environ:
+        return False
+    os.environ["JAX_ENABLE_X64"] = "1"
+    return True
+
+
+def _failed(arguments: argparse.Namespace, what: str, error: Exception) -> int:
+    """Say in one paragraph that the user's code raised; the status 2."""
+    if arguments.debug:
+        raise error
+    print(
+        f"diffops check: {what}: {type(error).__name__}: {error}\n"
+        "(--debug shows the traceback.)",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def _check(arguments: argparse.Namespace) -> int:
     import numpy as np
 
     from diffops.checker import check_derivatives
 
     parser: argparse.ArgumentParser = arguments.parser
+    if arguments.dim < 1 or arguments.points < 1:
+        parser.error("--dim and --points must be positive")
+    for name in ("rtol", "atol"):
+        tolerance = getattr(arguments, name)
+        if tolerance is not None and not tolerance >= 0:
+            parser.error(f"--{name} must be a non-negative number; got {tolerance}")
+    turned_on = _turn_on_jax_float64()
     try:
         func = _load(arguments.function, "FUNCTION")
         derivatives = {}
@@ -144,26 +176,43 @@ def _check(arguments: argparse.Namespace) -> int:
             operator, equals, spec = item.partition("=")
             if not equals or operator not in DIFF_OPS:
                 parser.error(
-                    f"--derivative must be OP=FILE.py:NAME with OP one of {DIFF_OPS}; "
-                    f"got {item!r}"
+                    f"--derivative must be OP=FILE.py:NAME with OP one of "
+                    f"{', '.join(DIFF_OPS)}; got {item!r}"
                 )
             derivatives[operator] = _load(spec, f"--derivative {operator}")
     except ValueError as error:
         parser.error(str(error))
-    if arguments.dim < 1 or arguments.points < 1:
-        parser.error("--dim and --points must be positive")
+    except Exception as error:  # the user's file raised as it was run
+        return _failed(arguments, "could not run the file", error)
     if arguments.reference != "finite_differences":
         try:
             if not get_backend(arguments.reference).available:
                 parser.error(f"--reference {arguments.reference}: not installed here")
         except ValueError as error:
             parser.error(f"--reference: {error}")
-        _enable_jax_float64()
     rng = np.random.default_rng(arguments.seed)
     points = rng.standard_normal((arguments.points, arguments.dim))
-    report = check_derivatives(
-        func, derivatives, points, reference=arguments.reference, seed=arguments.seed
-    )
+    try:
+        report = check_derivatives(
+            func,
+            derivatives,
+            points,
+            reference=arguments.reference,
+            rtol=arguments.rtol,
+            atol=arguments.atol,
+            seed=arguments.seed,
+        )
+    except Exception as error:  # the user's code, or its differentiation, failed
+        return _failed(
+            arguments,
+            f"could not evaluate the derivatives at x of shape ({arguments.dim},)",
+            error,
+        )
+    if turned_on and "jax" in sys.modules:
+        print(
+            "JAX's 64-bit mode is on for this check, so that JAX computes in "
+            "float64 (set JAX_ENABLE_X64=0 to check in float32).\n"
+        )
     print(report)
     return 0 if report.ok else 1
 
@@ -239,8 +288,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="check hand-written derivatives against finite differences or a backend",
-        description="Exit status: 0 when every output matches, 1 when any does not, "
-        "2 on bad arguments.",
+        description="Check hand-written derivative functions against finite "
+        "differences or a backend, at random points. JAX's 64-bit mode is turned on "
+        "for the file checked, unless JAX_ENABLE_X64 is set. Exit status: 0 when "
+        "every output matches, 1 when any does not, 2 on bad arguments or when the "
+        "function, a derivative or the reference raises.",
     )
     check.add_argument(
         "function", metavar="FILE.py:FUNC", help="the function being differentiated"
@@ -250,7 +302,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="OP=FILE.py:NAME",
-        help="your derivative function for operator OP (repeatable)",
+        help="your derivative function for operator OP, one of "
+        f"{', '.join(DIFF_OPS)} (repeatable)",
     )
     check.add_argument(
         "--dim", type=int, required=True, metavar="N", help="dimension n of x"
@@ -274,6 +327,24 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="S",
         help="seed of the points and of M and u (default: 0)",
+    )
+    check.add_argument(
+        "--rtol",
+        type=float,
+        metavar="R",
+        help="relative tolerance (default: 1e-5 for float64 outputs, 5e-4 for float32)",
+    )
+    check.add_argument(
+        "--atol",
+        type=float,
+        metavar="A",
+        help="absolute tolerance, relative to the largest reference entry (default: "
+        "1e-6 for float64 outputs, 5e-4 for float32)",
+    )
+    check.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback when the function or a derivative raises",
     )
     check.set_defaults(run=_check, parser=check)  # fmt: skip
     return parser

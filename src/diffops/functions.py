@@ -21,6 +21,8 @@ as the derivative function that made it and its point.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -37,6 +39,7 @@ __all__ = [
     "NumpyReturningFunction",
     "Runtime",
     "as_output",
+    "describe_function",
 ]
 
 
@@ -54,11 +57,37 @@ class Runtime(NamedTuple):
             evaluation returned first, applied to ``M`` or ``u`` (a NumPy array).
         lock: Held around every evaluation and product where the framework's tracing
             is process-wide state that threads would corrupt; ``None`` for none.
+        backend: The backend's name, for error messages.
+        explain: ``explain(error)``: for an exception the framework raised while
+            tracing or differentiating the user's function, one sentence saying in
+            the user's terms what went wrong and what to do; ``None`` for an
+            exception it does not recognise, which then reaches the user as it is.
     """
 
     to_numpy: Callable[[Any, np.dtype[Any]], Any] | None
     apply: Callable[[Any, np.ndarray], Any]
     lock: threading.RLock | None = None
+    backend: str = ""
+    explain: Callable[[BaseException], str | None] | None = None
+
+
+def describe_function(func: Any) -> str:
+    """``func``'s name and where it is defined, as ``name (file.py, line 12)``.
+
+    Args:
+        func: The user's function, or ``None``.
+
+    Returns:
+        Its name and place, as far as they can be found.
+    """
+    func = inspect.unwrap(func) if callable(func) else func
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return repr(name or func)
+    return f"{name} ({code.co_filename}, line {code.co_firstlineno})"
 
 
 def as_output(array: np.ndarray) -> Any:
@@ -103,6 +132,16 @@ class FrameworkDerivative:
         self.transform = transform
         self.func = func
 
+    @property
+    def __name__(self) -> str:
+        """``operator(name of func)``, as frameworks name what they trace."""
+        return f"{self.operator}({getattr(self.func, '__name__', 'func')})"
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        """``func``: where frameworks look for the source of what they trace."""
+        return self.func
+
     def __call__(self, x: Any) -> tuple[Any, ...]:
         """The operator's outputs at ``x``, in the framework's arrays."""
         return self.transform(self.func, x)
@@ -133,6 +172,7 @@ class DerivativeFunction:
         size: The length ``n`` that ``x`` must have, where the backend fixed it when
             it made the function; ``None`` for any.
         size_origin: What fixed ``size``, for the error message.
+        func: The user's function, named in error messages.
     """
 
     __slots__ = (
@@ -143,6 +183,7 @@ class DerivativeFunction:
         "_size_origin",
         "_to_numpy",
         "evaluate",
+        "func",
         "operator",
         "runtime",
         "size",
@@ -157,8 +198,10 @@ class DerivativeFunction:
         *,
         size: int | None = None,
         size_origin: str = "",
+        func: Callable[..., Any] | None = None,
     ) -> None:
         self.operator = operator
+        self.func = func
         self.evaluate = evaluate
         self.runtime = runtime
         self.size = size
@@ -189,11 +232,17 @@ class DerivativeFunction:
                 x = x.copy()
         else:
             x = as_input_vector(x, self._product, self.size, self._size_origin)
-        if self._lock is None:
-            outputs = self.evaluate(x)
-        else:
-            with self._lock:
+        try:
+            if self._lock is None:
                 outputs = self.evaluate(x)
+            else:
+                with self._lock:
+                    outputs = self.evaluate(x)
+        except Exception as error:
+            explained = self._explained(error)
+            if explained is None:
+                raise
+            raise explained from error
         to_numpy = self._to_numpy
         if not self._product:
             if to_numpy is None:
@@ -203,6 +252,18 @@ class DerivativeFunction:
         if to_numpy is not None:
             arrays = [to_numpy(output, x.dtype) for output in arrays]
         return (BoundProduct(self, x, state, arrays[0]), *arrays)
+
+    def _explained(self, error: Exception) -> TypeError | None:
+        """The framework's ``error``, said in the user's terms, where it can be."""
+        explain = self.runtime.explain
+        sentence = None if explain is None else explain(error)
+        if sentence is None:
+            return None
+        msg = (
+            f"{self.operator} with the {self.runtime.backend} backend cannot "
+            f"differentiate {describe_function(self.func)}: {sentence}"
+        )
+        return TypeError(msg)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self._rebuild

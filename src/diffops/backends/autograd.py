@@ -155,7 +155,23 @@ def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
     return pullback(argument)
 
 
-RUNTIME = Runtime(_to_numpy, _apply_product, threading.RLock())
+def _explain(error: BaseException) -> str | None:
+    if isinstance(error, TypeError) and "ArrayBox" in str(error):
+        if "assignment" in str(error):
+            return (
+                "it assigns into an array in place (x[i] = v), which Autograd cannot "
+                "differentiate: build the array with anp.stack or anp.concatenate."
+            )
+        return (
+            f"it does something with x that Autograd cannot differentiate ({error}): "
+            "write it with autograd.numpy (import autograd.numpy as anp)."
+        )
+    return None
+
+
+RUNTIME = Runtime(
+    _to_numpy, _apply_product, threading.RLock(), backend="autograd", explain=_explain
+)
 """How this backend's derivative functions run; the lock serialises tracing."""
 
 
@@ -170,6 +186,7 @@ def _derivative(
         functools.partial(transform, func),
         RUNTIME,
         (operator, (func,)),
+        func=func,
     )
 
 

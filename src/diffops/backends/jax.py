@@ -171,10 +171,57 @@ def _apply_product(pullback: Pullback, argument: Any) -> Any:
     return product
 
 
-COMPILED = Runtime(_to_numpy, jax.jit(_apply_product) if AVAILABLE else _apply_product)
+def _explain(compiled: bool, error: BaseException) -> str | None:
+    escape = (
+        ", or use the backend 'jax_nojit', which runs it without compiling"
+        if compiled
+        else ""
+    )
+    if isinstance(error, jax.errors.TracerArrayConversionError):
+        return (
+            "it calls a NumPy function (or np.asarray) on a value computed from x, "
+            "which JAX cannot trace: write it with jax.numpy (import jax.numpy as "
+            "jnp)."
+        )
+    if isinstance(error, jax.errors.TracerBoolConversionError):
+        return (
+            "it uses a value computed from x in Python control flow (an if or a "
+            "while, or a comparison used as a bool), which JAX cannot trace: write "
+            f"it with jnp.where or jax.lax.cond{escape}."
+        )
+    if isinstance(
+        error,
+        jax.errors.ConcretizationTypeError
+        | jax.errors.TracerIntegerConversionError
+        | jax.errors.NonConcreteBooleanIndexError,
+    ):
+        return (
+            "it needs a value computed from x as a Python number (float(...), "
+            "int(...), an index, a shape or a boolean mask), which JAX cannot trace: "
+            f"keep it a JAX array (jnp.where in place of a mask){escape}."
+        )
+    if isinstance(error, TypeError) and "JAX arrays are immutable" in str(error):
+        return (
+            "it assigns into an array in place (x[i] = v), which JAX arrays do not "
+            "allow: write x = x.at[i].set(v)."
+        )
+    return None
+
+
+COMPILED = Runtime(
+    _to_numpy,
+    jax.jit(_apply_product) if AVAILABLE else _apply_product,
+    backend="jax",
+    explain=functools.partial(_explain, True),
+)
 """The runtime of backend ``jax``: products are compiled."""
 
-EAGER = Runtime(_to_numpy, _apply_product)
+EAGER = Runtime(
+    _to_numpy,
+    _apply_product,
+    backend="jax_nojit",
+    explain=functools.partial(_explain, False),
+)
 """The runtime of backend ``jax_nojit``."""
 
 
@@ -291,6 +338,7 @@ def _wrap(
             functools.partial(_evaluate, call),
             COMPILED if compile else EAGER,
             (wrapper, (function,)),
+            func=function.func,
         )
     return NumpyReturningFunction(
         function, call, _to_framework, _output_to_numpy, (wrapper, (function,))

@@ -148,7 +148,7 @@ def _apply_product(closure: Callable[[np.ndarray], Any], argument: np.ndarray) -
     return product
 
 
-RUNTIME = Runtime(None, _apply_product)
+RUNTIME = Runtime(None, _apply_product, backend="symnum")
 """How this backend's derivative functions run: generated NumPy code needs no lock."""
 
 SYMNUM_OPERATORS = {

@@ -193,7 +193,28 @@ def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
     return pullback(argument)
 
 
-RUNTIME = Runtime(_to_numpy, _apply_product, threading.RLock())
+def _explain(error: BaseException) -> str | None:
+    text = str(error)
+    if isinstance(error, RuntimeError) and "numpy()" in text:
+        return (
+            "it calls a NumPy function on x (or converts x to a NumPy array), which "
+            "PyTorch cannot differentiate: write it with torch operations "
+            "(torch.sin, torch.sum, ...)."
+        )
+    if isinstance(error, RuntimeError) and (
+        "data-dependent control flow" in text or ".item()" in text
+    ):
+        return (
+            "it uses a value computed from x in Python control flow or as a Python "
+            "number, which torch.func cannot differentiate: write it with "
+            "torch.where."
+        )
+    return None
+
+
+RUNTIME = Runtime(
+    _to_numpy, _apply_product, threading.RLock(), backend="torch", explain=_explain
+)
 """How this backend's derivative functions run; the lock serialises tracing."""
 
 
@@ -311,6 +332,7 @@ def return_numpy_arrays(
             functools.partial(_evaluate, function, device),
             RUNTIME,
             rebuild,
+            func=function.func,
         )
     return NumpyReturningFunction(
         function,
