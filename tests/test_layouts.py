@@ -316,3 +316,55 @@ def test_jax_in_32_bit_mode_computes_a_big_endian_float64_x_in_float32():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:4] == ["float32"] * 4
     assert result.stdout.split()[4:] == ["[6.", "6.", "6.]"]
+
+
+def test_bfloat16_and_lazily_negated_tensors_are_read_as_their_values(backend):
+    torch = pytest.importorskip("torch")
+    function = case_derivative(backend, "vjp_and_value", CUBES)
+    x = CUBES.point
+    bfloat16 = torch.tensor(x, dtype=torch.bfloat16)
+    vjp, value = function(bfloat16)  # bfloat16 has no NumPy type: read as float32
+    reference = function(bfloat16.float().numpy())
+    np.testing.assert_array_equal(value, CUBES.value(bfloat16.float().numpy()))
+    u = torch.tensor([1.0, -1.0, 2.0], dtype=torch.bfloat16)
+    np.testing.assert_array_equal(vjp(u), reference[0](np.array([1.0, -1.0, 2.0])))
+    negated = (torch.tensor(-x, dtype=torch.complex128) * 1j).conj().imag
+    assert negated.is_neg()  # -(-x), the negation not yet applied
+    np.testing.assert_array_equal(function(negated)[1], function(x)[1])
+
+
+def test_a_masked_array_with_masked_entries_is_refused(backend):
+    function = case_derivative(backend, "grad_and_value", QUARTIC)
+    masked = np.ma.masked_values([1.0, -9999.0, 3.0, 0.5], -9999.0)
+    with pytest.raises(TypeError, match=r"x must be .*masked entries.*x.filled"):
+        function(masked)
+    unmasked = np.ma.masked_array(QUARTIC.point, mask=False)
+    np.testing.assert_array_equal(function(unmasked)[0], function(QUARTIC.point)[0])
+
+
+@pytest.mark.parametrize("given", [None, {"x": 1.0}, {1.0, 2.0}], ids=repr)
+def test_what_is_not_an_array_is_named_by_its_type(backend, given):
+    function = case_derivative(backend, "mtp_hessian_grad_and_value", QUARTIC)
+    with pytest.raises(TypeError, match=rf"got {type(given).__name__}\."):
+        function(given)
+    mtp = function(QUARTIC.point)[0]
+    with pytest.raises(TypeError, match=rf"M must be .*; got {type(given).__name__}\."):
+        mtp(given)
+
+
+@pytest.mark.parametrize("operator", ["grad_and_value", "jacobian_and_value"])
+def test_a_function_returning_a_string_is_named_by_the_operator(backend, operator):
+    if backend == "symnum":
+        pytest.skip("symnum.numpify refuses such a function before diffops sees it")
+    func = lambda x: "f(x)"  # noqa: E731
+    with pytest.raises(TypeError, match=rf"^{operator} needs func to return"):
+        derivative(backend, operator, func)(np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit", "torch"])
+def test_wrap_function_converts_keyword_arguments_too(backend):
+    xp = diffops.namespaces.array_namespace(backend)
+    wrapped = diffops.wrap_function(lambda x, scale: xp.sum(x**2) * scale, backend)
+    x = np.array([1.0, 2.0]).astype(">f8")
+    assert float(wrapped(x, scale=np.array(0.5))) == 2.5
+    assert float(wrapped(x=x[::-1], scale=np.array(0.5))) == 2.5

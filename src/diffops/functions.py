@@ -356,8 +356,9 @@ class NumpyReturningFunction:
 
     What the ``jax``, ``jax_nojit`` and ``torch`` function wrappers return for a
     function that is not one of their derivative functions, as in
-    ``wrap_function(f, "jax")``. Positional arguments are converted for the framework;
-    the output, or each item of a tuple output, comes back through ``to_numpy``.
+    ``wrap_function(f, "jax")``. Arguments, positional and keyword, are converted for
+    the framework; the output, or each item of a tuple output, comes back through
+    ``to_numpy``.
 
     Args:
         function: The user's function.
@@ -389,7 +390,10 @@ class NumpyReturningFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function on the arguments converted; return NumPy arrays."""
-        output = self._call(*map(self._to_framework, args), **kwargs)
+        convert = self._to_framework
+        output = self._call(
+            *map(convert, args), **{key: convert(v) for key, v in kwargs.items()}
+        )
         if type(output) is tuple:
             return tuple(map(self._to_numpy, output))
         return self._to_numpy(output)

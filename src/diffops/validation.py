@@ -95,22 +95,44 @@ def as_plain_array(value: Any) -> Any:
 
 
 def _as_numpy(value: Any, name: str, expected: str) -> np.ndarray:
-    """``value`` as a NumPy array of its own dtype, or ``TypeError`` naming it."""
+    """``value`` as a NumPy array of its own dtype, or ``TypeError`` naming it.
+
+    bfloat16, which NumPy has no type for, comes as float32.
+    """
     if type(value).__module__.startswith("torch"):
-        # A tensor's values, whatever its device, even where it requires grad.
-        value = value.detach().cpu().numpy()
+        # A tensor's values, whatever its device, even where it requires grad or
+        # holds its negation or conjugation lazily.
+        value = value.detach().cpu().resolve_conj().resolve_neg()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        value = value.numpy()
+    if isinstance(value, np.ma.MaskedArray):
+        if np.ma.is_masked(value):
+            msg = (
+                f"{name} must be {expected}; got a masked array with masked entries, "
+                f"whose values would be used as they are: fill them first "
+                f"({name}.filled(...)), or pass {name}.data."
+            )
+            raise TypeError(msg)
+        value = value.data
     try:
-        return np.asarray(value)
+        array = np.asarray(value)
     except (TypeError, ValueError) as error:
         msg = f"{name} must be {expected}; got {type(value).__name__} ({error})."
         raise TypeError(msg) from None
+    if array.dtype.kind == "O" and not isinstance(value, np.ndarray):
+        msg = f"{name} must be {expected}; got {type(value).__name__}."
+        raise TypeError(msg)
+    if array.dtype.name == "bfloat16":  # from JAX or ml_dtypes
+        array = array.astype(np.float32)
+    return array
 
 
 def computation_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     """The floating-point type an ``x`` of ``dtype`` is computed in.
 
-    float64 and float32 as they are, in native byte order; float16 in float32;
-    integers in float64.
+    float64 and float32 as they are, in native byte order; float16 (and bfloat16,
+    which comes as float32) in float32; integers in float64.
 
     Args:
         dtype: The dtype of ``x``.

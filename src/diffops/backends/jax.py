@@ -70,26 +70,27 @@ Pullback = Any
 # The operators' computations, on JAX arrays.
 
 
-def _value_in_dtype_of_x(func: Callable[..., Any], x: Any) -> Any:
+def _value_in_dtype_of_x(func: Callable[..., Any], operator: str, x: Any) -> Any:
     value = func(x)
+    output_shape(value, operator)  # an array or a number, or a TypeError saying so
     if isinstance(value, jax.Array) and value.dtype != x.dtype:
         value = value.astype(x.dtype)
     return value
 
 
-def _typed(func: Callable[..., Any]) -> Callable[..., Any]:
+def _typed(func: Callable[..., Any], operator: str) -> Callable[..., Any]:
     """``func`` with its value in x's dtype, so that every output is.
 
     A product's argument then takes that dtype too. Inside a compiled function the
     conversion costs nothing where the dtypes agree already.
     """
-    return functools.partial(_value_in_dtype_of_x, func)
+    return functools.partial(_value_in_dtype_of_x, func, operator)
 
 
 def _vjp_and_value(
     func: Callable[..., Any], x: Any, operator: str = "vjp_and_value"
 ) -> tuple[Pullback, Any]:
-    value, pullback = jax.vjp(_typed(func), x)
+    value, pullback = jax.vjp(_typed(func, operator), x)
     check_vector_output(output_shape(value, operator), operator)
     return pullback, value
 
@@ -97,7 +98,7 @@ def _vjp_and_value(
 def _grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
 ) -> tuple[Any, Any]:
-    value, pullback = jax.vjp(_typed(func), x)
+    value, pullback = jax.vjp(_typed(func, operator), x)
     check_scalar_output(output_shape(value, operator), operator)
     (grad,) = pullback(jnp.ones_like(value))
     return grad, value
@@ -133,7 +134,7 @@ def _mtp_hessian_grad_and_value(
 def _jacobian_and_value(
     func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
 ) -> tuple[Any, Any]:
-    func = _typed(func)
+    func = _typed(func, operator)
     value_shape = output_shape(jax.eval_shape(func, x), operator)
     check_vector_output(value_shape, operator)
     (m,), (n,) = value_shape, x.shape
