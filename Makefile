@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/diffops demo
 
-# The suite, then the documentation site, so that a broken docstring or example fails.
+# The documentation site, so that a broken docstring or example fails, then the suite,
+# which also checks the built pages (tests/test_site.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest
 	$(MAKE) docs
+	$(BIN)/python -m pytest
 
 # The site, into docs/_build/html; any warning (a broken reference or docstring, an
 # example that raises) is an error. The gallery's examples run as it builds.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import os
+import shutil
+from pathlib import Path
 
 from sphinx.application import Sphinx
 from sphinx.util import logging as sphinx_logging
@@ -68,7 +71,29 @@ sphinx_gallery_conf = {
 
 html_theme = "furo"
 html_title = f"diffops {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["diffops.css"]
+
+# Formulas render from a file the site ships, so the pages read with no network:
+# MathJax 3's SVG build with every TeX extension, one self-contained file (its glyphs
+# are paths, so no fonts are loaded), from the package that distributes MathJax for
+# Python. Rendered in the browser by MathJax, formulas look the same everywhere,
+# whatever math fonts the reader has, which native MathML depends on.
+MATHJAX_FILE = "tex-svg-full.js"
+mathjax_path = f"mathjax/{MATHJAX_FILE}"
+
+
+def _copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or spec.submodule_search_locations is None:
+        msg = "the docs need MathJax: pip install django-static-mathjax"
+        raise RuntimeError(msg)
+    source = Path(next(iter(spec.submodule_search_locations)))
+    target = Path(app.outdir) / "_static" / "mathjax"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "static" / "mathjax" / "es5" / MATHJAX_FILE, target)
 
 
 def _check_docstring(
@@ -107,3 +132,4 @@ def _check_docstring(
 
 def setup(app: Sphinx) -> None:
     app.connect("autodoc-process-docstring", _check_docstring, priority=900)
+    app.connect("build-finished", _copy_mathjax)

@@ -36,8 +36,10 @@ from diffops.registry import autodiff_fallback, available_backends
 __all__ = [
     "DEFAULT_SIZES",
     "Measurement",
+    "format_table",
     "measure_memory",
     "plot",
+    "read_json",
     "run_bench",
     "sample_scalar_function",
     "sample_vector_function",
@@ -472,33 +474,51 @@ def _figure(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def format_table(measurements: Sequence[Measurement]) -> str:
-    """One line per measurement: microseconds per call, ratios, largest difference.
+def short_name(operator: str) -> str:
+    """``vjp``, ``grad``, ``hessian``, ``mtp``, ``jacobian`` or ``mhp``."""
+    return operator.split("_", 1)[0]
 
-    The microseconds are the median and minimum; the difference is the largest
-    between the variants' outputs.
+
+def format_table(measurements: Sequence[Measurement]) -> str:
+    """Two tables: the time of each call, then the one-off costs.
+
+    The first gives diffops' median microseconds per call, the framework's written
+    directly and the peer's, the ratios, and the largest difference between their
+    outputs; the second the time to build each derivative function and its first
+    call (compilation, symbolic generation).
     """
     header = (
-        f"{'backend':<10}{'operator':<28}{'n':>4} {'what':<8}"
-        f"{'diffops µs':>12}{'(min)':>9}{'framework':>11}{'ours/fw':>9}"
-        f"{'peer µs':>11}{'peer/ours':>10}{'build s':>9}{'1st call s':>11}"
-        f"{'max |Δ|':>10}"
+        f"{'backend':<10}{'operator':<9}{'n':>5} {'what':<8}{'diffops µs':>11}"
+        f"{'framework':>11}{'ours/fw':>8}{'mici µs':>10}{'mici/ours':>10}"
+        f"{'max |Δ|':>9}"
     )
-    lines = [header, "-" * len(header)]
+    lines = ["Time per call", "", header, "-" * len(header)]
     for m in measurements:
-        ours = m.median_us.get("diffops")
         lines.append(
-            f"{m.backend:<10}{m.operator:<28}{m.n:>4} {m.target:<8}"
-            f"{_figure(ours):>12}{_figure(m.min_us.get('diffops')):>9}"
+            f"{m.backend:<10}{short_name(m.operator):<9}{m.n:>5} {m.target:<8}"
+            f"{_figure(m.median_us.get('diffops')):>11}"
             f"{_figure(m.median_us.get('framework')):>11}"
-            f"{_figure(m.ratio('diffops', 'framework'), 2):>9}"
-            f"{_figure(m.median_us.get('peer')):>11}"
+            f"{_figure(m.ratio('diffops', 'framework'), 2):>8}"
+            f"{_figure(m.median_us.get('peer')):>10}"
             f"{_figure(m.ratio('peer', 'diffops'), 1):>10}"
-            f"{_figure(m.build_s.get('diffops'), 3):>9}"
-            f"{_figure(m.first_call_s.get('diffops'), 3):>11}"
-            f"{m.max_deviation:>10.1e}"
+            f"{m.max_deviation:>9.0e}"
         )
+    header = f"{'backend':<10}{'operator':<9}{'n':>5} {'build s':>9}{'1st call s':>12}"
+    lines += ["", "One-off costs of diffops' derivative functions", "", header]
+    lines.append("-" * len(header))
+    for m in measurements:
+        if m.target == "call":
+            lines.append(
+                f"{m.backend:<10}{short_name(m.operator):<9}{m.n:>5} "
+                f"{_figure(m.build_s.get('diffops'), 3):>9}"
+                f"{_figure(m.first_call_s.get('diffops'), 3):>12}"
+            )
     return "\n".join(lines) + "\n"
+
+
+def read_json(path: str | Path) -> list[Measurement]:
+    """The measurements :func:`write_json` wrote."""
+    return [Measurement(**fields) for fields in json.loads(Path(path).read_text())]
 
 
 def write_json(measurements: Sequence[Measurement], path: str | Path) -> None:
@@ -507,51 +527,71 @@ def write_json(measurements: Sequence[Measurement], path: str | Path) -> None:
 
 
 def plot(measurements: Sequence[Measurement], path: str | Path) -> None:
-    """Latency against ``n`` on log-log axes, one panel per backend.
+    """Latency against ``n`` on log-log axes, one panel per backend, and a legend.
 
-    Solid lines: diffops; dashed: the framework written directly; dotted: the peer.
+    Colours are operators (and their products); solid lines are diffops, dashed the
+    framework written directly, dotted the peer (mici).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     backends = list(dict.fromkeys(m.backend for m in measurements))
-    columns = min(3, len(backends))
-    rows = -(-len(backends) // columns)
+    labels = list(
+        dict.fromkeys(
+            short_name(m.operator) + (" product" if m.target == "product" else "")
+            for m in measurements
+        )
+    )
+    colours = {label: f"C{index % 10}" for index, label in enumerate(labels)}
+    styles = {"diffops": "-", "framework": "--", "peer": ":"}
+    columns = 2
+    rows = -(-(len(backends) + 1) // columns)  # a panel for the legend
     figure, grid = plt.subplots(
-        rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False
+        rows, columns, figsize=(5.2 * columns, 3.4 * rows), squeeze=False
     )
     axes = grid.ravel()
-    for unused in axes[len(backends) :]:
-        unused.set_visible(False)
-    styles = {"diffops": "-", "framework": "--", "peer": ":"}
     for axis, backend in zip(axes, backends, strict=False):
-        series: dict[tuple[str, str], list[Measurement]] = {}
-        for m in measurements:
-            if m.backend == backend:
-                label = m.operator if m.target == "call" else f"{m.operator} product"
-                series.setdefault((label, m.target), []).append(m)
-        for index, ((label, _), points) in enumerate(series.items()):
-            colour = f"C{index % 10}"
+        sizes = sorted({m.n for m in measurements if m.backend == backend})
+        for label in labels:
+            points = [
+                m
+                for m in measurements
+                if m.backend == backend
+                and short_name(m.operator)
+                + (" product" if m.target == "product" else "")
+                == label
+            ]
             for variant, style in styles.items():
                 xs = [m.n for m in points if variant in m.median_us]
                 ys = [m.median_us[variant] for m in points if variant in m.median_us]
                 if xs:
                     axis.plot(
-                        xs, ys, style, color=colour, marker="o", markersize=3,
-                        label=label if variant == "diffops" else None,
-                    )  # fmt: skip
+                        xs, ys, style, color=colours[label], marker="o", markersize=3
+                    )
         axis.set_xscale("log")
         axis.set_yscale("log")
+        axis.set_xticks(sizes, [str(n) for n in sizes])
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_title(backend)
         axis.set_xlabel("n")
         axis.set_ylabel("µs per call (median)")
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=6)
-    figure.suptitle("diffops (solid), framework directly (dashed), mici (dotted)")
+    legend = axes[len(backends)]
+    legend.axis("off")
+    handles = [Line2D([], [], color=colours[label], label=label) for label in labels]
+    handles += [
+        Line2D([], [], color="black", linestyle="-", label="diffops"),
+        Line2D([], [], color="black", linestyle="--", label="framework directly"),
+        Line2D([], [], color="black", linestyle=":", label="mici"),
+    ]
+    legend.legend(handles=handles, loc="center", ncols=2, frameon=False)
+    for unused in axes[len(backends) + 1 :]:
+        unused.set_visible(False)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 

@@ -87,10 +87,9 @@ def _bench(arguments: argparse.Namespace) -> int:
         progress=sys.stderr if sys.stderr.isatty() or arguments.progress else None,
     )
     print(
-        "µs per call, median over interleaved repeats; ours/fw = diffops ÷ the "
-        "framework written directly;\npeer/ours = mici ÷ diffops (speed-up); build "
-        "and 1st call are diffops' one-off costs; max |Δ| is the largest difference "
-        "between the\nvariants' outputs.\n"
+        "µs per call, median over interleaved repeats. ours/fw = diffops ÷ the "
+        "framework\nwritten directly; mici/ours = mici ÷ diffops (a speed-up); "
+        "max |Δ| = the largest\ndifference between their outputs.\n"
     )
     bench.report(measurements)
     if arguments.json:

@@ -157,7 +157,12 @@ class DerivativeFunction:
     """``x ↦`` the outputs of a differential operator at ``x``, as NumPy arrays.
 
     The outputs come highest derivative first and value last; for a product operator
-    the first is a :class:`BoundProduct` bound to ``x``.
+    the first is a :class:`BoundProduct` bound to ``x``. They are the caller's own:
+    new, writable arrays that share memory with nothing (not ``x``, not each other,
+    not what a product keeps), of the floating-point type ``x`` is computed in; the
+    value of a scalar function is a NumPy scalar. For the ``jax`` backends that costs
+    a copy of each output out of JAX's buffer (read-only otherwise): about 0.3 µs for
+    a small array, 0.2 ms for a 1000 × 1000 Hessian.
 
     Args:
         operator: Name of the operator, one of :data:`diffops.DIFF_OPS`.

@@ -172,7 +172,7 @@ def _explain(error: BaseException) -> str | None:
 RUNTIME = Runtime(
     _to_numpy, _apply_product, threading.RLock(), backend="autograd", explain=_explain
 )
-"""How this backend's derivative functions run; the lock serialises tracing."""
+"""How this backend's derivative functions run, with a lock that serialises tracing."""
 
 
 def _derivative(

@@ -149,7 +149,7 @@ def _apply_product(closure: Callable[[np.ndarray], Any], argument: np.ndarray) -
 
 
 RUNTIME = Runtime(None, _apply_product, backend="symnum")
-"""How this backend's derivative functions run: generated NumPy code needs no lock."""
+"""How this backend's derivative functions run; generated code needs no lock."""
 
 SYMNUM_OPERATORS = {
     "vjp_and_value": "vector_jacobian_product",
