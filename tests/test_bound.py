@@ -225,3 +225,8 @@ def test_the_value_of_a_scalar_function_is_a_numpy_scalar(backend, operator):
     value = case_derivative(backend, operator)(SMOOTH.point)[-1]
     assert type(value) is np.float64
     assert value == SMOOTH.value(SMOOTH.point)
+
+
+def test_a_products_repr_gives_its_concrete_shapes(backend):
+    mhp = case_derivative(backend, "mhp_jacobian_and_value")(SEVERAL_OUTPUTS.point)[0]
+    assert repr(mhp) == "<mhp bound to x of shape (3,): M of shape (4, 3) -> shape (3,)>"
