@@ -229,4 +229,5 @@ def test_the_value_of_a_scalar_function_is_a_numpy_scalar(backend, operator):
 
 def test_a_products_repr_gives_its_concrete_shapes(backend):
     mhp = case_derivative(backend, "mhp_jacobian_and_value")(SEVERAL_OUTPUTS.point)[0]
-    assert repr(mhp) == "<mhp bound to x of shape (3,): M of shape (4, 3) -> shape (3,)>"
+    expected = "<mhp bound to x of shape (3,): M of shape (4, 3) -> shape (3,)>"
+    assert repr(mhp) == expected

@@ -54,6 +54,7 @@ def _public_names() -> list[str]:
         "diffops.operators",
         "diffops.functions",
         "diffops.validation",
+        "diffops.vectorized",
         "diffops.backends.jax",
         "diffops.backends.autograd",
         "diffops.backends.symnum",

@@ -4,7 +4,8 @@ Turn a function written in JAX, Autograd, SymNum or PyTorch into its gradient,
 Hessian, Jacobian, vector-Jacobian product, matrix-Hessian product and
 matrix-Tressian product, each returning the lower orders and the value with it. See
 :data:`DIFF_OPS` for the operators, :func:`autodiff_fallback` for the entry point used
-by sampler libraries and :func:`check_derivatives` for checking hand-written ones.
+by sampler libraries, :func:`check_derivatives` for checking hand-written ones and
+:func:`vectorize` for evaluating one at many points at once.
 """
 
 from diffops.checker import DerivativeCheckError, DerivativeReport, check_derivatives
@@ -18,6 +19,7 @@ from diffops.registry import (
     register_backend,
     wrap_function,
 )
+from diffops.vectorized import vectorize
 
 __version__ = "0.1.0"
 
@@ -34,5 +36,6 @@ __all__ = [
     "check_derivatives",
     "get_backend",
     "register_backend",
+    "vectorize",
     "wrap_function",
 ]

@@ -33,6 +33,7 @@ from diffops.operators import OPERATORS, Operator
 from diffops.validation import NATIVE_FLOATS, as_input_vector, as_product_argument
 
 __all__ = [
+    "Batching",
     "BoundProduct",
     "DerivativeFunction",
     "FrameworkDerivative",
@@ -41,6 +42,22 @@ __all__ = [
     "as_output",
     "describe_function",
 ]
+
+
+class Batching(NamedTuple):
+    """How a backend evaluates one derivative function at many points in one call.
+
+    Attributes:
+        evaluate: ``evaluate(X)``, for ``X`` of shape ``(c, n)``: the outputs at every
+            row, each with a leading axis of length ``c``, in the framework's arrays;
+            for a product operator, the state of all ``c`` products first.
+        apply: ``apply(state, argument, shared)``: the ``c`` products applied, to
+            ``argument[i]`` at row ``i`` or, where ``shared``, to ``argument`` at
+            every row; shape ``(c, n)``. ``None`` for operators without a product.
+    """
+
+    evaluate: Callable[[np.ndarray], tuple[Any, ...]]
+    apply: Callable[[Any, np.ndarray, bool], Any] | None = None
 
 
 class Runtime(NamedTuple):
@@ -62,6 +79,9 @@ class Runtime(NamedTuple):
             tracing or differentiating the user's function, one sentence saying in
             the user's terms what went wrong and what to do; ``None`` for an
             exception it does not recognise, which then reaches the user as it is.
+        batch: ``batch(derivative)``: how to evaluate ``derivative`` at many points
+            in one call (:func:`diffops.vectorize`); ``None`` where the framework
+            cannot, and points are evaluated one by one.
     """
 
     to_numpy: Callable[[Any, np.dtype[Any]], Any] | None
@@ -69,6 +89,7 @@ class Runtime(NamedTuple):
     lock: threading.RLock | None = None
     backend: str = ""
     explain: Callable[[BaseException], str | None] | None = None
+    batch: Callable[[DerivativeFunction], Batching] | None = None
 
 
 def describe_function(func: Any) -> str:
@@ -178,6 +199,9 @@ class DerivativeFunction:
             it made the function; ``None`` for any.
         size_origin: What fixed ``size``, for the error message.
         func: The user's function, named in error messages.
+        traced: The :class:`~diffops.functions.FrameworkDerivative` that ``evaluate``
+            calls, where the backend has one, for the backend's ``batch`` to
+            vectorise.
     """
 
     __slots__ = (
@@ -192,6 +216,7 @@ class DerivativeFunction:
         "operator",
         "runtime",
         "size",
+        "traced",
     )
 
     def __init__(
@@ -204,9 +229,11 @@ class DerivativeFunction:
         size: int | None = None,
         size_origin: str = "",
         func: Callable[..., Any] | None = None,
+        traced: FrameworkDerivative | None = None,
     ) -> None:
         self.operator = operator
         self.func = func
+        self.traced = traced
         self.evaluate = evaluate
         self.runtime = runtime
         self.size = size

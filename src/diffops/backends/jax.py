@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from diffops.functions import (
+    Batching,
     DerivativeFunction,
     FrameworkDerivative,
     NumpyReturningFunction,
     Runtime,
     as_output,
 )
-from diffops.operators import operator_sections
+from diffops.operators import OPERATORS, operator_sections
 from diffops.validation import (
     as_plain_array,
     check_callable,
@@ -209,19 +210,46 @@ def _explain(compiled: bool, error: BaseException) -> str | None:
     return None
 
 
+def _apply_batched(
+    per_point: Callable[..., Any],
+    shared: Callable[..., Any],
+    pullbacks: Pullback,
+    argument: np.ndarray,
+    is_shared: bool,
+) -> Any:
+    return (shared if is_shared else per_point)(pullbacks, argument)
+
+
+def _batching(compile: bool, derivative: DerivativeFunction) -> Batching:
+    """:func:`jax.vmap` of the derivative function and of its products, compiled."""
+
+    def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+        return jax.jit(function) if compile else function
+
+    assert isinstance(derivative.traced, FrameworkDerivative)
+    evaluate = functools.partial(_evaluate, compiled(jax.vmap(derivative.traced)))
+    if OPERATORS[derivative.operator].product is None:
+        return Batching(evaluate)
+    per_point = compiled(jax.vmap(_apply_product, in_axes=(0, 0)))
+    shared = compiled(jax.vmap(_apply_product, in_axes=(0, None)))
+    return Batching(evaluate, functools.partial(_apply_batched, per_point, shared))
+
+
 COMPILED = Runtime(
     _to_numpy,
     jax.jit(_apply_product) if AVAILABLE else _apply_product,
     backend="jax",
     explain=functools.partial(_explain, True),
+    batch=functools.partial(_batching, True),
 )
-"""The runtime of backend ``jax``: products are compiled."""
+"""The runtime of backend ``jax``: products are compiled, and many points too."""
 
 EAGER = Runtime(
     _to_numpy,
     _apply_product,
     backend="jax_nojit",
     explain=functools.partial(_explain, False),
+    batch=functools.partial(_batching, False),
 )
 """The runtime of backend ``jax_nojit``."""
 
@@ -340,6 +368,7 @@ def _wrap(
             COMPILED if compile else EAGER,
             (wrapper, (function,)),
             func=function.func,
+            traced=function,
         )
     return NumpyReturningFunction(
         function, call, _to_framework, _output_to_numpy, (wrapper, (function,))

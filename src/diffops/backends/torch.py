@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 
 from diffops.functions import (
+    Batching,
     DerivativeFunction,
     FrameworkDerivative,
     NumpyReturningFunction,
     Runtime,
     as_output,
 )
-from diffops.operators import operator_sections
+from diffops.operators import OPERATORS, operator_sections
 from diffops.validation import (
     as_plain_array,
     check_callable,
@@ -212,8 +213,58 @@ def _explain(error: BaseException) -> str | None:
     return None
 
 
+def _arrays(traced: FrameworkDerivative, x: Any) -> tuple[Any, ...]:
+    return tuple(traced(x)[1:])  # the outputs after the product's state
+
+
+def _product(traced: FrameworkDerivative, x: Any, argument: Any) -> Any:
+    return traced(x)[0](argument)
+
+
+def _evaluate_batch(
+    batched: Callable[[Any], tuple[Any, ...]], device: Any, product: bool, X: Any
+) -> tuple[Any, ...]:
+    outputs = batched(_tensor(X, device))
+    # torch.func.vmap returns tensors only, so a batch of products keeps its points
+    # and computes the product from them when applied.
+    return (X.copy(), *outputs) if product else tuple(outputs)
+
+
+def _apply_batch(
+    traced: FrameworkDerivative,
+    device: Any,
+    points: np.ndarray,
+    argument: np.ndarray,
+    is_shared: bool,
+) -> Any:
+    in_dims = (0, None) if is_shared else (0, 0)
+    batched = torch.func.vmap(functools.partial(_product, traced), in_dims=in_dims)
+    return batched(_tensor(points, device), _tensor(argument, device))
+
+
+def _batching(derivative: DerivativeFunction) -> Batching:
+    """:func:`torch.func.vmap` of the derivative function and of its products."""
+    traced = derivative.traced
+    assert isinstance(traced, FrameworkDerivative)
+    assert isinstance(derivative.evaluate, _Evaluate)
+    device = derivative.evaluate.device
+    if OPERATORS[derivative.operator].product is None:
+        batched = torch.func.vmap(traced)
+        return Batching(functools.partial(_evaluate_batch, batched, device, False))
+    batched = torch.func.vmap(functools.partial(_arrays, traced))
+    return Batching(
+        functools.partial(_evaluate_batch, batched, device, True),
+        functools.partial(_apply_batch, traced, device),
+    )
+
+
 RUNTIME = Runtime(
-    _to_numpy, _apply_product, threading.RLock(), backend="torch", explain=_explain
+    _to_numpy,
+    _apply_product,
+    threading.RLock(),
+    backend="torch",
+    explain=_explain,
+    batch=_batching,
 )
 """How this backend's derivative functions run, with a lock that serialises tracing."""
 
@@ -285,11 +336,22 @@ def mhp_jacobian_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
 # The function wrapper.
 
 
-def _evaluate(
-    function: Callable[[Any], tuple[Any, ...]], device: Any, x: np.ndarray
-) -> Any:
-    tensor = torch.from_numpy(x)
-    return function(tensor if device is None else tensor.to(device))
+def _tensor(array: np.ndarray, device: Any) -> Any:
+    tensor = torch.from_numpy(array)
+    return tensor if device is None else tensor.to(device)
+
+
+class _Evaluate:
+    """``x ↦ function(x as a tensor on device)``: what a derivative function calls."""
+
+    __slots__ = ("device", "function")
+
+    def __init__(self, function: Callable[[Any], tuple[Any, ...]], device: Any) -> None:
+        self.function = function
+        self.device = device
+
+    def __call__(self, x: np.ndarray) -> Any:
+        return self.function(_tensor(x, self.device))
 
 
 def _to_framework(device: Any, value: Any) -> Any:
@@ -329,10 +391,11 @@ def return_numpy_arrays(
     if isinstance(function, FrameworkDerivative):
         return DerivativeFunction(
             function.operator,
-            functools.partial(_evaluate, function, device),
+            _Evaluate(function, device),
             RUNTIME,
             rebuild,
             func=function.func,
+            traced=function,
         )
     return NumpyReturningFunction(
         function,
