@@ -171,3 +171,69 @@ def test_what_a_framework_can_differentiate_is_not_refused(backend, mistake):
     grad, _ = derivative(backend, "grad_and_value", func)(np.array([1.0, 2.0]))
     expected = [2.0, 4.0] if mistake == "control flow" else np.cos([1.0, 2.0])
     np.testing.assert_allclose(grad, expected, rtol=1e-12)
+
+
+def numpy_reduction(x):
+    return np.sum(x**2) / 2  # NumPy's sum calls the tensor's with axis=
+
+
+def numpy_round_trip(x):
+    import torch
+
+    return torch.sum(torch.from_numpy(np.exp(x.detach().numpy())))
+
+
+def fill_an_array(x):
+    y = np.zeros(2)
+    y[0] = x[0] ** 2  # a traced value into a plain array
+    y[1] = x[1]
+    return y
+
+
+@pytest.mark.parametrize(
+    ("backend", "func", "operator", "advice"),
+    [
+        ("torch", numpy_reduction, "grad_and_value", "calls a NumPy function"),
+        ("torch", numpy_round_trip, "grad_and_value", "calls a NumPy function"),
+        ("autograd", fill_an_array, "jacobian_and_value", "anp.stack or anp.array"),
+    ],
+)
+def test_more_that_frameworks_cannot_differentiate_is_explained(
+    backend, func, operator, advice
+):
+    if not diffops.get_backend(backend).available:
+        pytest.skip(f"{backend} is not installed")
+    expected = (
+        rf"{operator} with the {backend} backend cannot differentiate "
+        rf"{func.__name__} \(.*{advice}"
+    )
+    with pytest.raises(TypeError, match=expected):
+        derivative(backend, operator, func)(np.array([1.0, 2.0]))
+
+
+def test_a_numpy_array_of_traced_values_is_refused_naming_the_operator():
+    pytest.importorskip("autograd")
+    expected = (
+        r"jacobian_and_value needs func to return an array of numbers; it returned a "
+        r"NumPy array of objects"
+    )
+    function = derivative(
+        "autograd", "jacobian_and_value", lambda x: np.array([x[0] ** 2, x[1]])
+    )
+    with pytest.raises(TypeError, match=expected):
+        function(np.array([1.0, 2.0]))
+
+
+class Model:
+    """A callable instance, as some users write their densities."""
+
+    def __call__(self, x):
+        x[0] = 1.0
+        return x.sum()
+
+
+def test_a_callable_instance_is_named_by_its_class_and_place():
+    pytest.importorskip("jax")
+    with pytest.raises(TypeError, match=r"cannot differentiate Model.__call__ \(.*"
+                       r"test_errors.py, line \d+\)"):  # fmt: skip
+        derivative("jax", "grad_and_value", Model())(np.array([1.0, 2.0]))

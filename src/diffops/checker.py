@@ -1,8 +1,8 @@
 """Check hand-written derivative functions against a reference.
 
-:func:`check_derivatives` evaluates each of the user's derivative functions at some
-points and compares every output it returns (the products applied to a seeded random
-``M`` or ``u``) with a reference computed independently:
+:func:`~diffops.check_derivatives` evaluates each of the user's derivative functions
+at some points and compares every output it returns (the products applied to a seeded
+random ``M`` or ``u``) with a reference computed independently:
 
 * ``reference="finite_differences"`` needs no framework: ``func`` may be plain NumPy.
   Derivatives are :func:`diffops.finite_differences.jacobian`: central differences
@@ -19,17 +19,20 @@ points and compares every output it returns (the products applied to a seeded ra
 The precision of the check follows that of the outputs: a function that computes in
 float32 (JAX with its 64-bit mode off, say) is differenced with larger steps and
 checked with looser default tolerances, and the report says so. An entry passes when
-``|actual - expected| ≤ atol · scale + rtol · |expected|``, where ``scale`` is
-``max(1, largest |expected| entry)`` over all the outputs of the operator at that
-point: the error of a differenced reference is proportional to the size of the
-quantities it is differenced from (``mtp(M)`` of a quadratic is zero, but its
-reference comes from an ``H`` that is not).
+``|actual - expected| ≤ atol · scale + rtol · |expected| + rounding``, where
+``scale`` is ``max(1, largest |expected| entry of that output)`` and ``rounding`` the
+most that rounding can move the reference: about ``30 ε / h`` (``ε`` of the
+precision, ``h`` the step, for each nesting) times the size of what was differenced.
+Where that rounding is over a tenth of the output's size (float32 differences of a
+large ``f``), the comparison is marked inconclusive.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -55,14 +58,29 @@ class _Precision(NamedTuple):
     atol: float
     # The relative step for differencing what is exact, or differenced once or twice.
     steps: tuple[float, float, float]
+    epsilon: float
+
+    def rounding(self, accuracy: _Accuracy) -> float:
+        """The most rounding can move a reference of this ``accuracy``.
+
+        Differencing values rounded to ``ε`` relative with step ``h`` errs by up to
+        about ``ε / h`` of their size, times the weights of the extrapolation (the
+        30 allows for them); each nested difference divides by its step again.
+        """
+        steps = float(np.prod(self.steps[: accuracy.depth]))
+        return 30 * self.epsilon * accuracy.source / steps if accuracy.depth else 0.0
 
 
 # In float32 a function's values carry rounding of 6e-8: the steps balance it against
 # the truncation error of the extrapolated differences, and the tolerances are those
 # at which correct derivatives of smooth functions pass and an entry 1 % off fails.
 _PRECISIONS = {
-    "float64": _Precision(1e-5, 1e-6, (1e-3, 1e-2, 3e-2)),
-    "float32": _Precision(5e-4, 5e-4, (5e-2, 1.5e-1, 3e-1)),
+    "float64": _Precision(
+        1e-5, 1e-6, (1e-3, 1e-2, 3e-2), float(np.finfo(np.float64).eps)
+    ),
+    "float32": _Precision(
+        5e-4, 1e-4, (5e-2, 1.5e-1, 3e-1), float(np.finfo(np.float32).eps)
+    ),
 }
 
 
@@ -84,8 +102,10 @@ class Comparison:
             ``atol`` times the scale where that is larger.
         where: Index of the entry with the largest excess over the tolerance.
         ok: Whether every entry is within the tolerance.
-        note: Why the comparison failed, where not by its numbers (a wrong shape,
-            a wrong number of outputs); empty otherwise.
+        note: Why the comparison failed where not by its numbers (a wrong shape,
+            a wrong number of outputs), or why it is inconclusive (the reference's
+            rounding, in float32 differences of a large ``f``, is over a tenth of
+            the output's size); empty otherwise.
     """
 
     operator: str
@@ -143,7 +163,7 @@ class DerivativeReport:
         ]
         for c in self.comparisons:
             where = "-" if not c.where else str(c.where)
-            result = "ok" if c.ok else "FAIL" + (f" ({c.note})" if c.note else "")
+            result = ("ok" if c.ok else "FAIL") + (f" ({c.note})" if c.note else "")
             lines.append(
                 f"{c.operator:<28}{c.point:>6}  {c.output:<8}{c.max_abs_error:>13.3e}"
                 f"{c.max_rel_error:>13.3e}  {where:<10}{result}"
@@ -189,20 +209,39 @@ def _output_at(derivative: Callable[..., Any], index: int, y: np.ndarray) -> Any
     return np.asarray(_as_tuple(derivative(y.copy()))[index], float)
 
 
+class _Accuracy(NamedTuple):
+    """How far a reference may be from the truth by rounding alone.
+
+    ``depth`` nested differences of something whose entries are up to ``source`` in
+    size (for a product, per unit of ``Σ |A|``, the size of its argument).
+    """
+
+    depth: int
+    source: float
+
+
+_EXACT = _Accuracy(0, 0.0)
+
+
+def _largest(array: Any) -> float:
+    return float(np.max(np.abs(np.asarray(array, float)), initial=0.0))
+
+
 def _finite_difference_outputs(
     func: Callable[[np.ndarray], Any],
     operator: Operator,
     steps: tuple[float, float, float],
     derivative: Callable[..., Any],
     x: np.ndarray,
-) -> list[Any]:
+) -> tuple[list[Any], list[_Accuracy]]:
     def value(y: np.ndarray) -> np.ndarray:
         return np.asarray(func(y), float)
 
     def first(y: np.ndarray) -> np.ndarray:  # g or J, from f
         return finite_differences.jacobian(value, y, steps[0])
 
-    yours = _yours(derivative, operator, x, int(np.size(value(x))))
+    f = value(x)
+    yours = _yours(derivative, operator, x, int(np.size(f)))
 
     def hessian(y: np.ndarray) -> np.ndarray:  # from your g, or from differences
         if "g" in yours:
@@ -210,27 +249,33 @@ def _finite_difference_outputs(
         return finite_differences.jacobian(first, y, steps[1])
 
     arrays = {"v": value, "g": first, "J": first, "H": hessian}
-    # How many times each reference is itself differenced.
-    depths = {"v": 0, "g": 1, "J": 1, "H": 1 if "g" in yours else 2}
-    outputs: list[Any] = [
-        arrays[name](x) for name in operator.outputs if name in arrays
-    ]
+    accuracy = {"v": _EXACT, "g": _Accuracy(1, _largest(f))}
+    accuracy["J"] = accuracy["g"]
+    accuracy["H"] = (
+        _Accuracy(1, _largest(yours["g"](x)))
+        if "g" in yours
+        else _Accuracy(2, _largest(f))
+    )
+    names = [name for name in operator.outputs if name in arrays]
+    outputs: list[Any] = [arrays[name](x) for name in names]
+    accuracies = [accuracy[name] for name in names]
     if operator.product is None:
-        return outputs
+        return outputs, accuracies
     # Every product is the derivative of ⟨A, the output after it⟩: mtp(M) of
     # Σ M ∘ H, mhp(M) of Σ M ∘ J, vjp(u) of u · c; yours where you return it.
     below = operator.outputs[1]
-    below_at, step = (
-        (yours[below], steps[0])
-        if below in yours
-        else (arrays[below], steps[depths[below]])
-    )
+    if below in yours:
+        below_at, depth = yours[below], 1
+        source = _largest(below_at(x))
+    else:
+        below_at, depth = arrays[below], accuracy[below].depth + 1
+        source = _largest(f)
 
     def product(argument: np.ndarray) -> np.ndarray:
         contracted = lambda y: np.sum(argument * below_at(y))  # noqa: E731
-        return finite_differences.jacobian(contracted, x, step)
+        return finite_differences.jacobian(contracted, x, steps[depth - 1])
 
-    return [product, *outputs]
+    return [product, *outputs], [_Accuracy(depth, source), *accuracies]
 
 
 def _reference(
@@ -239,22 +284,65 @@ def _reference(
     reference: str,
     precision: _Precision,
     derivative: Callable[..., Any],
-) -> Callable[[np.ndarray], Any]:
-    """What ``operator`` of ``func`` returns at ``x``: built once, called per point."""
+) -> Callable[[np.ndarray], tuple[Any, list[_Accuracy]]]:
+    """What ``operator`` of ``func`` returns at ``x``, and how accurately.
+
+    Built once per operator, called once per point.
+    """
     if reference == "finite_differences":
         return functools.partial(
             _finite_difference_outputs, func, operator, precision.steps, derivative
         )
-    return autodiff_fallback(None, func, operator.name, operator.name, reference)
+    user_func = inspect.unwrap(func)  # the backend differentiates the function itself
+    backend = autodiff_fallback(
+        None, user_func, operator.name, operator.name, reference
+    )
+    noted = _noting(backend, f"the {reference} reference for {operator.name}")
+    return functools.partial(_exactly, noted, len(operator.outputs))
+
+
+def _exactly(
+    derivative: Callable[..., Any], count: int, x: np.ndarray
+) -> tuple[Any, list[_Accuracy]]:
+    return derivative(x), [_EXACT] * count
+
+
+def _float_bits(dtype: Any) -> int | None:
+    """The bits of a floating-point dtype of any framework, or ``None``."""
+    try:
+        numpy_dtype = np.dtype(dtype)
+    except TypeError:  # a framework's own, such as torch.float32
+        match = re.fullmatch(r"b?float(\d+)", str(dtype).rpartition(".")[2])
+        return int(match.group(1)) if match else None
+    return 8 * numpy_dtype.itemsize if numpy_dtype.kind == "f" else None
 
 
 def _precision_of(values: list[Any]) -> str:
     """``"float32"`` where any of ``values`` is an array of float32 (or less)."""
     for value in values:
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+        bits = _float_bits(getattr(value, "dtype", None))
+        if bits is not None and bits < 64:
             return "float32"
     return "float64"
+
+
+def _noting(function: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``function``, whose exceptions say that ``what`` raised them."""
+
+    @functools.wraps(function)
+    def noted(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception as error:
+            if not any(note.startswith("raised by ") for note in _notes(error)):
+                error.add_note(f"raised by {what}")
+            raise
+
+    return noted
+
+
+def _notes(error: BaseException) -> list[str]:
+    return list(getattr(error, "__notes__", ()))
 
 
 def _precision_seen(
@@ -268,9 +356,10 @@ def _precision_seen(
     for name, derivative in derivatives.items():
         values += _as_tuple(derivative(x.copy()))
         if reference != "finite_differences":
-            values += _as_tuple(
-                autodiff_fallback(None, func, name, name, reference)(x.copy())
-            )
+            user_func = inspect.unwrap(func)
+            backend = autodiff_fallback(None, user_func, name, name, reference)
+            noted = _noting(backend, f"the {reference} reference for {name}")
+            values += _as_tuple(noted(x.copy()))
     if reference == "finite_differences":
         values.append(func(x.copy()))
     return _precision_of(values)
@@ -295,7 +384,7 @@ def _compare(
     expected: np.ndarray,
     rtol: float,
     atol: float,
-    scale: float,
+    floor: float,
 ) -> Comparison:
     try:
         actual = np.asarray(actual, dtype=float)
@@ -306,13 +395,17 @@ def _compare(
         note = f"shape {actual.shape}, expected {expected.shape}"
         return Comparison(operator, point, name, np.inf, np.inf, (), False, note)
     error = np.abs(actual - expected)
-    allowed = atol * scale + rtol * np.abs(expected)
+    scale = max(1.0, _largest(expected))
+    allowed = atol * scale + rtol * np.abs(expected) + floor
     relative = error / np.maximum(np.abs(expected), atol * scale)
     with np.errstate(invalid="ignore"):
         excess = np.where(np.isnan(error), np.inf, error - allowed)
     worst = (
         np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
     )
+    note = ""
+    if floor > 0.1 * scale:
+        note = f"inconclusive: rounding may move the reference by {floor:.1e}"
     return Comparison(
         operator,
         point,
@@ -321,6 +414,7 @@ def _compare(
         float(np.max(relative, initial=0.0)),
         tuple(int(i) for i in worst),
         bool(np.all(excess <= 0)),
+        note,
     )
 
 
@@ -351,9 +445,10 @@ def check_derivatives(
         reference: ``"finite_differences"`` or the name of a backend.
         rtol: Relative tolerance per entry; by default ``1e-5`` where the outputs
             are float64 and ``5e-4`` where any is float32.
-        atol: Absolute tolerance per entry, relative to the largest entry of the
-            operator's reference outputs (at least 1); by default ``1e-6`` where the
-            outputs are float64 and ``5e-4`` where any is float32.
+        atol: Absolute tolerance per entry, relative to the largest entry of that
+            output's reference (at least 1); by default ``1e-6`` where the outputs
+            are float64 and ``1e-4`` where any is float32. The reference's rounding
+            is allowed for besides.
         seed: Seed of the random ``M`` and ``u`` given to the products.
 
     Returns:
@@ -387,6 +482,11 @@ def check_derivatives(
     if points.ndim != 2:
         msg = f"points must have shape (n,) or (k, n); got shape {points.shape}."
         raise ValueError(msg)
+    func = _noting(func, "func")
+    derivatives = {
+        name: _noting(derivative, f"your {name}")
+        for name, derivative in derivatives.items()
+    }
     seen = _precision_seen(func, derivatives, points[0], reference)
     precision = _PRECISIONS[seen]
     rtol = precision.rtol if rtol is None else rtol
@@ -409,7 +509,8 @@ def check_derivatives(
         labels = record.labels
         reference_at = _reference(func, record, reference, precision, function)
         for index, x in enumerate(points):
-            reference_outputs = tuple(reference_at(x))
+            reference_outputs, accuracies = reference_at(x)
+            reference_outputs = tuple(reference_outputs)
             argument = None
             if record.product is not None:
                 # The argument has the shape of the output after the product.
@@ -417,6 +518,9 @@ def check_derivatives(
             expected = [
                 np.asarray(e, float) for e in _applied(reference_outputs, argument)
             ]
+            floors = [precision.rounding(accuracy) for accuracy in accuracies]
+            if argument is not None:  # a product's reference is Σ A ∘ ... differenced
+                floors[0] *= float(np.sum(np.abs(argument)))
             outputs = _applied(function(x.copy()), argument)
             if len(outputs) > len(labels):
                 note = f"returned {len(outputs)} items, expected {len(labels)}"
@@ -424,9 +528,10 @@ def check_derivatives(
                     Comparison(name, index, "tuple", np.inf, np.inf, (), False, note)
                 )
                 continue
-            scale = max(1.0, *(float(np.max(np.abs(e), initial=0.0)) for e in expected))
-            for label, actual, wanted in zip(labels, outputs, expected, strict=False):
+            for label, actual, wanted, floor in zip(
+                labels, outputs, expected, floors, strict=False
+            ):
                 comparisons.append(
-                    _compare(name, index, label, actual, wanted, rtol, atol, scale)
+                    _compare(name, index, label, actual, wanted, rtol, atol, floor)
                 )
     return DerivativeReport(tuple(comparisons), reference, rtol, atol, seen)

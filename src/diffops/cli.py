@@ -7,6 +7,8 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,8 +124,19 @@ def _load(spec: str, argument: str) -> Callable[..., Any]:
     if module_spec is None or module_spec.loader is None:
         msg = f"{argument}: {path!r} is not a Python file"
         raise ValueError(msg)
+    # As `python FILE.py` would: the file's folder first on the path, so that the
+    # modules beside it import, and the module registered, so that what it defines
+    # pickles by reference.
+    folder = str(Path(path).resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    sys.modules.setdefault(module_spec.name, module)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:
+        error.add_note(f"raised while running {path}")
+        raise
     function: Callable[..., Any] | None = getattr(module, name, None)
     if not callable(function):
         msg = f"{argument}: {path!r} has no function {name!r}"
@@ -144,12 +157,14 @@ def _turn_on_jax_float64() -> bool:
 
 
 def _failed(arguments: argparse.Namespace, what: str, error: Exception) -> int:
-    """Say in one paragraph that the user's code raised; the status 2."""
+    """Say in one paragraph what raised (the traceback with ``--debug``); status 2."""
     if arguments.debug:
-        raise error
+        traceback.print_exception(error)
+    notes = "; ".join(getattr(error, "__notes__", ()))
     print(
-        f"diffops check: {what}: {type(error).__name__}: {error}\n"
-        "(--debug shows the traceback.)",
+        f"diffops check: {what}: {type(error).__name__}: {error}"
+        + (f" ({notes})" if notes else "")
+        + ("" if arguments.debug else "\n(--debug shows the traceback.)"),
         file=sys.stderr,
     )
     return 2
@@ -178,6 +193,8 @@ def _check(arguments: argparse.Namespace) -> int:
                     f"--derivative must be OP=FILE.py:NAME with OP one of "
                     f"{', '.join(DIFF_OPS)}; got {item!r}"
                 )
+            if operator in derivatives:
+                parser.error(f"--derivative {operator} is given twice")
             derivatives[operator] = _load(spec, f"--derivative {operator}")
     except ValueError as error:
         parser.error(str(error))
@@ -192,15 +209,18 @@ def _check(arguments: argparse.Namespace) -> int:
     rng = np.random.default_rng(arguments.seed)
     points = rng.standard_normal((arguments.points, arguments.dim))
     try:
-        report = check_derivatives(
-            func,
-            derivatives,
-            points,
-            reference=arguments.reference,
-            rtol=arguments.rtol,
-            atol=arguments.atol,
-            seed=arguments.seed,
-        )
+        with warnings.catch_warnings():
+            # The report says the precision; the library's advice is for its users.
+            warnings.filterwarnings("ignore", "check_derivatives: the outputs are")
+            report = check_derivatives(
+                func,
+                derivatives,
+                points,
+                reference=arguments.reference,
+                rtol=arguments.rtol,
+                atol=arguments.atol,
+                seed=arguments.seed,
+            )
     except Exception as error:  # the user's code, or its differentiation, failed
         return _failed(
             arguments,
@@ -211,6 +231,11 @@ def _check(arguments: argparse.Namespace) -> int:
         print(
             "JAX's 64-bit mode is on for this check, so that JAX computes in "
             "float64 (set JAX_ENABLE_X64=0 to check in float32).\n"
+        )
+    elif report.precision == "float32" and "jax" in sys.modules:
+        print(
+            f"JAX's 64-bit mode is off (JAX_ENABLE_X64={os.environ['JAX_ENABLE_X64']}"
+            "), so the outputs are float32 and are checked at that precision.\n"
         )
     print(report)
     return 0 if report.ok else 1
@@ -337,8 +362,8 @@ def _parser() -> argparse.ArgumentParser:
         "--atol",
         type=float,
         metavar="A",
-        help="absolute tolerance, relative to the largest reference entry (default: "
-        "1e-6 for float64 outputs, 5e-4 for float32)",
+        help="absolute tolerance, relative to the largest entry of each output "
+        "(default: 1e-6 for float64 outputs, 1e-4 for float32)",
     )
     check.add_argument(
         "--debug",

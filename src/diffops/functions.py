@@ -106,6 +106,9 @@ def describe_function(func: Any) -> str:
         func = func.func
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     code = getattr(func, "__code__", None)
+    if code is None and callable(func):  # an instance of a class with __call__
+        code = getattr(type(func).__call__, "__code__", None)
+        name = f"{type(func).__qualname__}.__call__"
     if code is None:
         return repr(name or func)
     return f"{name} ({code.co_filename}, line {code.co_firstlineno})"

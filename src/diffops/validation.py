@@ -262,6 +262,14 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
     """
     shape = getattr(value, "shape", None)
     if shape is not None:
+        if getattr(value, "dtype", None) == np.dtype(object):
+            msg = (
+                f"{operator} needs func to return an array of numbers; it returned a "
+                "NumPy array of objects, as np.array([...]) makes of values the "
+                "framework is tracing: build it with the framework's own functions "
+                "(anp.stack or anp.array for Autograd)."
+            )
+            raise TypeError(msg)
         return tuple(shape)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return ()

@@ -156,6 +156,14 @@ def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
 
 
 def _explain(error: BaseException) -> str | None:
+    if isinstance(error, ValueError) and "setting an array element with a" in str(
+        error
+    ):
+        return (
+            "it puts values computed from x into a NumPy array (y[i] = v into an "
+            "array of its own, or np.array([...])), which Autograd cannot "
+            "differentiate: build the array with anp.stack or anp.array."
+        )
     if isinstance(error, TypeError) and "ArrayBox" in str(error):
         if "assignment" in str(error):
             return (

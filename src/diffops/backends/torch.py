@@ -196,11 +196,22 @@ def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
 
 def _explain(error: BaseException) -> str | None:
     text = str(error)
-    if isinstance(error, RuntimeError) and "numpy()" in text:
+    numpy_call = (
+        "it calls a NumPy function on x (or converts x to a NumPy array), which "
+        "PyTorch cannot differentiate: write it with torch operations "
+        "(torch.sin, torch.sum, ...)."
+    )
+    if isinstance(error, RuntimeError) and (
+        "numpy()" in text or "doesn't have storage" in text
+    ):
+        return numpy_call
+    if isinstance(error, TypeError) and "unexpected keyword argument 'axis'" in text:
+        return numpy_call  # NumPy's reductions call the tensor's with axis=
+    if isinstance(error, RuntimeError) and "in-place operation" in text:
         return (
-            "it calls a NumPy function on x (or converts x to a NumPy array), which "
-            "PyTorch cannot differentiate: write it with torch operations "
-            "(torch.sin, torch.sum, ...)."
+            "it assigns into x, or into a view of it, in place (x[i] = v), which "
+            "PyTorch cannot differentiate: build a new tensor (torch.stack, "
+            "torch.cat, torch.where)."
         )
     if isinstance(error, RuntimeError) and (
         "data-dependent control flow" in text or ".item()" in text
