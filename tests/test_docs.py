@@ -21,10 +21,11 @@ def _programs() -> list[tuple[str, str]]:
     programs = []
     for document in DOCUMENTS:
         blocks = re.findall(r"```python\n(.*?)```", document.read_text(), re.DOTALL)
+        program = ""
         for index, block in enumerate(blocks):
-            if block.startswith(CONTINUED):
-                block = blocks[index - 1] + block
-            programs.append((f"{document.name}-{index}", block))
+            # A continued block runs after all that it continues, as the page reads.
+            program = program + block if block.startswith(CONTINUED) else block
+            programs.append((f"{document.name}-{index}", program))
     return programs
 
 

@@ -76,3 +76,16 @@ def test_hmc_example_samples_the_twisted_gaussian(run_gallery_example):
     np.testing.assert_allclose(chain.var(axis=0), [1.0, 1 + 2 * bend**2], rtol=0.15)
     np.testing.assert_allclose(namespace["inside"], [0.5, 0.9, 0.99], atol=0.04)
     assert len(namespace["figure"].axes) == 2
+
+
+def test_vectorised_hmc_example_samples_the_twisted_gaussian(run_gallery_example):
+    namespace = run_gallery_example("plot_vectorized_hmc.py")
+    draws, bend = namespace["draws"], namespace["bend"]
+    assert draws.shape == (200, 1000, 2)  # 1000 chains in lock-step
+    assert 0.6 < namespace["acceptance_rate"] <= 1.0
+    # x₀ ~ N(0, 1) and x₁ | x₀ ~ N(b(x₀² - 1), 1): mean 0, variances 1 and 1 + 2b².
+    np.testing.assert_allclose(namespace["mean"], [0.0, 0.0], atol=0.05)
+    np.testing.assert_allclose(namespace["variance"], [1.0, 1 + 2 * bend**2], rtol=0.05)
+    vectorised, looped = namespace["vectorised"], namespace["looped"]
+    assert len(vectorised) == len(looped) == len(namespace["sizes"])
+    assert len(namespace["figure"].axes) == 2

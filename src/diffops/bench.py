@@ -18,6 +18,7 @@ memory over many calls of each ``jax`` derivative function.
 from __future__ import annotations
 
 import functools
+import gc
 import importlib.util
 import json
 import sys
@@ -29,17 +30,22 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from diffops.functions import DerivativeFunction
 from diffops.namespaces import ArrayNamespace, array_namespace
 from diffops.operators import DIFF_OPS, OPERATORS
 from diffops.registry import autodiff_fallback, available_backends
 
 __all__ = [
     "DEFAULT_SIZES",
+    "BatchMeasurement",
     "Measurement",
+    "format_batch_table",
     "format_table",
     "measure_memory",
+    "peak_memory",
     "plot",
     "read_json",
+    "run_batch_bench",
     "run_bench",
     "sample_scalar_function",
     "sample_vector_function",
@@ -268,6 +274,24 @@ def _batch_size(call: Callable[[], Any], seconds: float) -> int:
     return max(1, int(seconds / max(elapsed, 1e-7)))
 
 
+def _seconds(call: Callable[[], Any], times: int = 1) -> float:
+    """Seconds ``times`` calls take, the garbage collector paused, as timeit does.
+
+    A collection that falls in one variant's turn would charge it for the objects
+    the others left.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(times):
+            call()
+        return time.perf_counter() - start
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def _interleaved(
     calls: dict[str, Callable[[], Any]], repeats: int, seconds: float
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -276,10 +300,8 @@ def _interleaved(
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
-            start = time.perf_counter()
-            for _ in range(sizes[name]):
-                call()
-            samples[name].append((time.perf_counter() - start) / sizes[name] * 1e6)
+            seconds_taken = _seconds(call, sizes[name])
+            samples[name].append(seconds_taken / sizes[name] * 1e6)
     return (
         {name: float(np.median(values)) for name, values in samples.items()},
         {name: float(np.min(values)) for name, values in samples.items()},
@@ -465,6 +487,191 @@ def measure_memory(
             call()
         growth[operator] = _resident_megabytes() - before
     return growth
+
+
+# Many points at once: vectorize against a loop of per-point calls.
+
+
+@dataclass
+class BatchMeasurement:
+    """Points per second at one backend, operator, size and number of points ``k``.
+
+    ``target`` is ``"call"`` (the derivative function) or ``"product"`` (its
+    ``mtp``, ``mhp`` or ``vjp``, one argument per point). ``vectorized`` is
+    :func:`~diffops.vectorize` of the derivative function on all ``k`` points in
+    one call; ``looped`` a Python loop of per-point calls, ``[d(x) for x in X]``.
+    """
+
+    backend: str
+    operator: str
+    n: int
+    k: int
+    target: str
+    vectorized_per_s: float
+    looped_per_s: float
+
+    @property
+    def speedup(self) -> float:
+        """How many times more points per second vectorised than looped."""
+        return self.vectorized_per_s / self.looped_per_s
+
+
+def _per_second(call: Callable[[], Any], points: int, repeats: int) -> float:
+    """Points per second of ``call``, which handles ``points``: the best of repeats."""
+    call()  # compiled, caches filled
+    best = min(_seconds(call) for _ in range(repeats))
+    return points / best
+
+
+def _each(function: Callable[[np.ndarray], Any], points: np.ndarray) -> list[Any]:
+    return [function(x) for x in points]
+
+
+def _applied_each(products: Sequence[Any], arguments: np.ndarray) -> list[Any]:
+    return [product(a) for product, a in zip(products, arguments, strict=True)]
+
+
+def _loop_points(
+    call: Callable[[np.ndarray], Any], X: np.ndarray, budget: float
+) -> int:
+    """How many of ``X``'s rows a timed loop takes: as fit ``budget`` seconds."""
+    seconds = _seconds(lambda: call(X[0])) + 1e-9
+    return int(min(X.shape[0], max(10, budget / seconds)))
+
+
+def run_batch_bench(
+    backends: Sequence[str] | None = None,
+    operators: Sequence[str] = DIFF_OPS,
+    sizes: Sequence[int] = (3, 30),
+    k: int = 1000,
+    *,
+    repeats: int = 5,
+    loop_budget: float = 0.2,
+    progress: TextIO | None = None,
+) -> list[BatchMeasurement]:
+    """Throughput of :func:`~diffops.vectorize` against a loop of per-point calls.
+
+    The loop's throughput does not depend on ``k``, so it is timed on as many rows
+    of ``X`` as take about ``loop_budget`` seconds (at least 10); the vectorised
+    derivative function on all ``k``, except where it loops itself (a backend that
+    cannot vectorise), when it is timed on the same rows as the loop.
+
+    Args:
+        backends: Backends to measure; default every available one.
+        operators: Operators to measure, from :data:`~diffops.DIFF_OPS`.
+        sizes: Values of ``n``.
+        k: Number of points.
+        repeats: Timed repeats; the best is kept.
+        loop_budget: Seconds a timed loop may take.
+        progress: Stream for a progress bar, or ``None``.
+
+    Returns:
+        One :class:`BatchMeasurement` per backend, operator, size and target.
+    """
+    from diffops.vectorized import vectorize
+
+    backends = tuple(available_backends() if backends is None else backends)
+    cases = [
+        (backend, operator, n)
+        for backend in backends
+        for n in sizes
+        for operator in operators
+        if not (backend == "symnum" and n > SYMBOLIC_SIZE_LIMIT)
+    ]
+    bar = _Progress(len(cases), progress)
+    rng = np.random.default_rng(0)
+    measurements = []
+    for backend, operator, n in cases:
+        bar.step(f"{backend} {operator} n={n} k={k}")
+        record = OPERATORS[operator]
+        func = _SAMPLE_FUNCTIONS[record.applies_to](array_namespace(backend), n)
+        derivative = autodiff_fallback(None, func, operator, operator, backend)
+        vectorized = vectorize(derivative)
+        X = rng.uniform(-1, 1, (k, n))
+        looped = _loop_points(derivative, X, loop_budget)
+        vectorises = (
+            isinstance(derivative, DerivativeFunction)
+            and derivative.runtime.batch is not None
+        )
+        if not vectorises:  # it loops too: the same rows
+            X = X[:looped]
+        vectorised_per_s = _per_second(
+            functools.partial(vectorized, X), X.shape[0], repeats
+        )
+        looped_per_s = _per_second(
+            functools.partial(_each, derivative, X[:looped]), looped, repeats
+        )
+        measurements.append(
+            BatchMeasurement(
+                backend, operator, n, k, "call", vectorised_per_s, looped_per_s
+            )
+        )
+        if record.product is None:
+            continue
+        batch = vectorized(X)[0]
+        products = [derivative(x)[0] for x in X[:looped]]
+        arguments = rng.standard_normal((X.shape[0], *batch.shape))
+        vectorised_per_s = _per_second(
+            functools.partial(batch, arguments), X.shape[0], repeats
+        )
+        looped_per_s = _per_second(
+            functools.partial(_applied_each, products, arguments[:looped]),
+            looped,
+            repeats,
+        )
+        measurements.append(
+            BatchMeasurement(
+                backend, operator, n, k, "product", vectorised_per_s, looped_per_s
+            )
+        )
+    bar.close()
+    return measurements
+
+
+def format_batch_table(measurements: Sequence[BatchMeasurement]) -> str:
+    """Points per second, vectorised and looped, and how many times more."""
+    header = (
+        f"{'backend':<10}{'operator':<9}{'n':>5}{'k':>7} {'what':<8}"
+        f"{'vectorised /s':>15}{'looped /s':>13}{'ratio':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for m in measurements:
+        lines.append(
+            f"{m.backend:<10}{short_name(m.operator):<9}{m.n:>5}{m.k:>7} "
+            f"{m.target:<8}{m.vectorized_per_s:>15,.0f}{m.looped_per_s:>13,.0f}"
+            f"{m.speedup:>8.1f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def peak_memory(
+    backend: str, operator: str, n: int, k: int, chunk_size: int | None
+) -> float:
+    """Peak resident memory (MB) of one vectorised call, in a fresh process.
+
+    ``X`` has ``k`` points of size ``n``; the outputs are kept, so what
+    ``chunk_size`` bounds is the memory the framework needs besides them.
+    """
+    import subprocess
+
+    program = f"""
+import resource, numpy as np, diffops
+from diffops.bench import _SAMPLE_FUNCTIONS
+from diffops.namespaces import array_namespace
+from diffops.operators import OPERATORS
+func = _SAMPLE_FUNCTIONS[OPERATORS[{operator!r}].applies_to](
+    array_namespace({backend!r}), {n})
+derivative = diffops.autodiff_fallback(None, func, {operator!r}, "d", {backend!r})
+vectorized = diffops.vectorize(derivative, chunk_size={chunk_size!r})
+vectorized(np.zeros((2, {n})))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+outputs = vectorized(np.random.default_rng(0).uniform(-1, 1, ({k}, {n})))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    return float(result.stdout.split()[-1])
 
 
 # Reporting.

@@ -80,13 +80,31 @@ def _bench(arguments: argparse.Namespace) -> int:
     from diffops import bench
 
     _enable_jax_float64()
+    progress = sys.stderr if sys.stderr.isatty() or arguments.progress else None
+    if arguments.batch is not None:
+        if arguments.batch < 1:
+            arguments.parser.error(f"--batch must be positive; got {arguments.batch}")
+        batch = bench.run_batch_bench(
+            arguments.backend,
+            arguments.operator or DIFF_OPS,
+            arguments.size or (3, 30),
+            arguments.batch,
+            progress=progress,
+        )
+        print(
+            f"Points per second at k = {arguments.batch} points: diffops.vectorize "
+            "in one call, and a Python\nloop of per-point calls [d(x) for x in X]; "
+            "the best of 5 runs.\n"
+        )
+        print(bench.format_batch_table(batch), end="")
+        return 0
     measurements = bench.run_bench(
         arguments.backend,
         arguments.operator or DIFF_OPS,
         arguments.size or bench.DEFAULT_SIZES,
         repeats=arguments.repeats,
         peer=not arguments.no_peer,
-        progress=sys.stderr if sys.stderr.isatty() or arguments.progress else None,
+        progress=progress,
     )
     print(
         "µs per call, median over interleaved repeats. ours/fw = diffops ÷ the "
@@ -304,11 +322,18 @@ def _parser() -> argparse.ArgumentParser:
         help="calls per function for --memory (default: 100000)",
     )
     bench.add_argument(
+        "--batch",
+        type=int,
+        metavar="K",
+        help="instead, the throughput of diffops.vectorize at K points against a "
+        "loop of per-point calls (default sizes: 3, 30)",
+    )
+    bench.add_argument(
         "--progress",
         action="store_true",
         help="show the progress bar even when stderr is not a terminal",
     )
-    bench.set_defaults(run=_bench)  # fmt: skip
+    bench.set_defaults(run=_bench, parser=bench)  # fmt: skip
     check = commands.add_parser(
         "check",
         help="check hand-written derivatives against finite differences or a backend",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -134,10 +134,6 @@ def _as_tuple(outputs: Any) -> tuple[Any, ...]:
     return outputs if isinstance(outputs, tuple) else (outputs,)
 
 
-def _stacked(values: Sequence[Any]) -> Any:
-    return np.stack([np.asarray(value) for value in values])
-
-
 def _shape_of(value: Any) -> tuple[int, ...] | None:
     shape = getattr(value, "shape", None)
     if shape is not None:
@@ -193,6 +189,8 @@ class VectorizedDerivative:
 
     def _chunks(self, k: int) -> list[slice]:
         size = self.chunk_size or k
+        if size >= k:
+            return [slice(None)]
         return [slice(start, min(start + size, k)) for start in range(0, k, size)]
 
     def _fall_back(self, error: Exception) -> None:
@@ -215,42 +213,57 @@ class VectorizedDerivative:
         lock = derivative.runtime.lock
         return nullcontext() if lock is None else lock
 
-    def _vectorised(self, points: np.ndarray) -> tuple[Any, ...]:
-        derivative = self.derivative
-        assert isinstance(derivative, DerivativeFunction)
-        runtime = derivative.runtime
+    def _batch(self) -> Batching:
+        """The backend's way of evaluating many points at once, made on first use."""
         if self._batching is None:
             with self._lock:
                 if self._batching is None:
-                    assert runtime.batch is not None
-                    self._batching = runtime.batch(derivative)
-        batching = self._batching
-        product = OPERATORS[derivative.operator].product is not None
-        pieces, states = [], []
-        for rows in self._chunks(points.shape[0]):
-            with self._holding_lock():
+                    derivative = self.derivative
+                    assert isinstance(derivative, DerivativeFunction)
+                    assert derivative.runtime.batch is not None
+                    self._batching = derivative.runtime.batch(derivative)
+        return self._batching
+
+    def _vectorised(self, points: np.ndarray) -> tuple[Any, ...]:
+        derivative = self.derivative
+        assert isinstance(derivative, DerivativeFunction)
+        runtime, batching = derivative.runtime, self._batch()
+        product = OPERATORS[derivative.operator].product
+        to_numpy, lock = runtime.to_numpy, self._holding_lock()
+        k, states = points.shape[0], []
+        arrays: list[np.ndarray] = []
+        for rows in self._chunks(k):
+            with lock:
                 outputs = batching.evaluate(points[rows])
-            if product:
+            if product is not None:
                 states.append((rows, outputs[0]))
                 outputs = outputs[1:]
-            if runtime.to_numpy is not None:
-                to_numpy = runtime.to_numpy
-                outputs = tuple(to_numpy(output, points.dtype) for output in outputs)
-            pieces.append(outputs)
-        arrays = [np.concatenate(parts) for parts in zip(*pieces, strict=True)]
-        if not product:
+            if to_numpy is not None:
+                outputs = tuple([to_numpy(output, points.dtype) for output in outputs])
+            if rows == slice(None):  # all at once
+                arrays = list(outputs)
+                continue
+            # In chunks, into arrays made once, so that a chunk's outputs are all the
+            # memory held besides them.
+            if not arrays:
+                arrays = [np.empty((k, *o.shape[1:]), o.dtype) for o in outputs]
+            for array, output in zip(arrays, outputs, strict=True):
+                array[rows] = output
+        if product is None:
             return tuple(arrays)
-        name = str(OPERATORS[derivative.operator].product)
-        applied = _BatchedApply(batching, runtime.to_numpy, self._holding_lock())
-        batched = BatchedProduct(self, points.copy(), states, arrays[0], name, applied)
+        applied = _BatchedApply(batching, to_numpy, lock)
+        batched = BatchedProduct(
+            self, points.copy(), states, arrays[0], product, applied
+        )
         return (batched, *arrays)
 
     def _looped(self, points: np.ndarray) -> tuple[Any, ...]:
-        outputs = [_as_tuple(self.derivative(point)) for point in points]
-        if not callable(outputs[0][0]):
-            return tuple(_stacked(values) for values in zip(*outputs, strict=True))
-        products = [output[0] for output in outputs]
-        arrays = [_stacked(values) for values in zip(*outputs, strict=True)][1:]
+        derivative = self.derivative
+        columns = list(zip(*map(_as_tuple, map(derivative, points)), strict=True))
+        if not callable(columns[0][0]):
+            return tuple(map(np.array, columns))
+        products = list(columns[0])
+        arrays = list(map(np.array, columns[1:]))
         name = getattr(products[0], "name", "product")
         return (BatchedProduct(self, points.copy(), products, arrays[0], name), *arrays)
 

@@ -210,14 +210,31 @@ def _explain(compiled: bool, error: BaseException) -> str | None:
     return None
 
 
-def _apply_batched(
+def _arrays(traced: FrameworkDerivative, x: Any) -> tuple[Any, ...]:
+    return tuple(traced(x)[1:])  # the outputs after the product's state
+
+
+def _product(traced: FrameworkDerivative, x: Any, argument: Any) -> Any:
+    return _apply_product(traced(x)[0], argument)
+
+
+def _evaluate_batch(
+    batched: Callable[[Any], tuple[Any, ...]], product: bool, X: np.ndarray
+) -> tuple[Any, ...]:
+    outputs = _evaluate(batched, X)
+    # A batch of products keeps its points, not every point's residuals (which
+    # would grow with k · n²), and computes from them when applied: as fast here.
+    return (X.copy(), *outputs) if product else tuple(outputs)
+
+
+def _apply_batch(
     per_point: Callable[..., Any],
     shared: Callable[..., Any],
-    pullbacks: Pullback,
+    points: np.ndarray,
     argument: np.ndarray,
     is_shared: bool,
 ) -> Any:
-    return (shared if is_shared else per_point)(pullbacks, argument)
+    return (shared if is_shared else per_point)(points, argument)
 
 
 def _batching(compile: bool, derivative: DerivativeFunction) -> Batching:
@@ -226,13 +243,21 @@ def _batching(compile: bool, derivative: DerivativeFunction) -> Batching:
     def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
         return jax.jit(function) if compile else function
 
-    assert isinstance(derivative.traced, FrameworkDerivative)
-    evaluate = functools.partial(_evaluate, compiled(jax.vmap(derivative.traced)))
+    traced = derivative.traced
+    assert isinstance(traced, FrameworkDerivative)
     if OPERATORS[derivative.operator].product is None:
-        return Batching(evaluate)
-    per_point = compiled(jax.vmap(_apply_product, in_axes=(0, 0)))
-    shared = compiled(jax.vmap(_apply_product, in_axes=(0, None)))
-    return Batching(evaluate, functools.partial(_apply_batched, per_point, shared))
+        evaluate = compiled(jax.vmap(traced))
+        return Batching(functools.partial(_evaluate_batch, evaluate, False))
+    evaluate = compiled(jax.vmap(functools.partial(_arrays, traced)))
+    product = functools.partial(_product, traced)
+    return Batching(
+        functools.partial(_evaluate_batch, evaluate, True),
+        functools.partial(
+            _apply_batch,
+            compiled(jax.vmap(product, in_axes=(0, 0))),
+            compiled(jax.vmap(product, in_axes=(0, None))),
+        ),
+    )
 
 
 COMPILED = Runtime(

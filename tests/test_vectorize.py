@@ -1,0 +1,344 @@
+"""vectorize: a derivative function at many points at once, equal row by row to the
+derivative function at each point, on every backend, hand-written or registered, in
+chunks, on Dask, across processes and threads."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import types
+import warnings
+
+import numpy as np
+import pytest
+from functions import CUBES, MISTAKES, QUARTIC
+from helpers import INSTALLED_BACKENDS, argument_for, case_derivative, derivative
+
+import diffops
+from diffops import DIFF_OPS, vectorize
+from diffops.namespaces import array_namespace
+from diffops.operators import OPERATORS
+from diffops.vectorized import BatchedProduct
+
+# Functions of the whole array, which take any x: points drawn at random are fine.
+CASE_FOR = {"scalar": QUARTIC, "vector": CUBES}
+RTOL = 1e-12
+
+
+def points_for(case, k=7, seed=0):
+    return case.point + 0.3 * np.random.default_rng(seed).standard_normal((k, case.n))
+
+
+def rows(function, X, arguments=None):
+    """What ``function`` returns at each row of ``X``, products applied."""
+    outputs = []
+    for index, x in enumerate(X):
+        returned = list(function(x))
+        if callable(returned[0]):
+            returned[0] = returned[0](arguments[index])
+        outputs.append(returned)
+    return [np.array(column) for column in zip(*outputs, strict=True)]
+
+
+def assert_rows(got, want):
+    for a, b in zip(got, want, strict=True):
+        assert np.shape(a) == np.shape(b)
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=RTOL * np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("operator", DIFF_OPS)
+def test_every_row_is_what_the_derivative_function_gives_there(backend, operator):
+    case = CASE_FOR[OPERATORS[operator].applies_to]
+    function = case_derivative(backend, operator, case)
+    X = points_for(case)
+    outputs = vectorize(function)(X)
+    product = OPERATORS[operator].product
+    if product is None:
+        assert_rows(outputs, rows(function, X))
+        return
+    batched, *arrays = outputs
+    assert isinstance(batched, BatchedProduct)
+    assert batched.name == product
+    shape = argument_for(operator, case.point, case).shape
+    Ms = np.random.default_rng(1).standard_normal((X.shape[0], *shape))
+    per_point = batched(Ms)
+    assert per_point.shape == X.shape
+    assert_rows([per_point, *arrays], rows(function, X, Ms))
+    shared = batched(Ms[0])  # one M for every point
+    assert_rows([shared], [rows(function, X, [Ms[0]] * X.shape[0])[0]])
+
+
+@pytest.mark.parametrize(
+    "operator", ["hessian_grad_and_value", "mhp_jacobian_and_value"]
+)
+def test_outputs_have_a_leading_axis_of_length_k(backend, operator):
+    case = CASE_FOR[OPERATORS[operator].applies_to]
+    X = points_for(case, k=5)
+    outputs = vectorize(case_derivative(backend, operator, case))(X)
+    n, m = case.n, np.size(case.value(case.point))
+    shapes = {
+        "hessian_grad_and_value": [(5, n, n), (5, n), (5,)],
+        "mhp_jacobian_and_value": [(5, m, n), (5, m)],
+    }[operator]
+    arrays = outputs[1:] if callable(outputs[0]) else outputs
+    assert [a.shape for a in arrays] == shapes
+    for array in arrays:
+        assert isinstance(array, np.ndarray)
+        assert array.dtype == np.float64
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 100])
+@pytest.mark.parametrize("operator", ["grad_and_value", "mtp_hessian_grad_and_value"])
+def test_chunks_of_rows_give_the_same_results(backend, operator, chunk_size):
+    case = CASE_FOR[OPERATORS[operator].applies_to]
+    function = case_derivative(backend, operator, case)
+    X = points_for(case, k=10)
+    whole, chunked = (
+        vectorize(function)(X),
+        vectorize(function, chunk_size=chunk_size)(X),
+    )
+    M = np.eye(case.n)
+    if callable(whole[0]):
+        whole, chunked = [whole[0](M), *whole[1:]], [chunked[0](M), *chunked[1:]]
+    # Bit for bit where the framework computes a row the same way in any batch; XLA
+    # may order a vectorised sum differently for another number of rows.
+    for a, b in zip(chunked, whole, strict=True):
+        if backend.startswith("jax"):
+            np.testing.assert_allclose(a, b, rtol=RTOL)
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_chunk_size_bounds_the_rows_of_each_vectorised_call(backend):
+    pytest.importorskip("jax" if backend == "jax" else "torch")
+    function = case_derivative(backend, "hessian_grad_and_value", QUARTIC)
+    vectorized = vectorize(function, chunk_size=4)
+    X = points_for(QUARTIC, k=10)
+    batching = vectorized._batch()
+    sizes = []
+
+    def evaluate(points):
+        sizes.append(points.shape[0])
+        return batching.evaluate(points)
+
+    vectorized._batching = batching._replace(evaluate=evaluate)
+    vectorized(X)
+    assert sizes == [4, 4, 2]
+
+
+def test_a_hand_written_derivative_function_is_evaluated_row_by_row():
+    def grad_and_value(x):
+        return np.cos(x), np.sum(np.sin(x))
+
+    def vjp_and_value(x):
+        return (lambda u: u * np.cos(x)), np.sin(x)
+
+    X = points_for(QUARTIC)
+    assert_rows(vectorize(grad_and_value)(X), rows(grad_and_value, X))
+    vjp, value = vectorize(vjp_and_value)(X)
+    us = np.random.default_rng(2).standard_normal(X.shape)
+    assert_rows([vjp(us), value], [us * np.cos(X), np.sin(X)])
+
+
+def test_a_registered_backends_derivative_functions_are_vectorised_by_a_loop():
+    def grad_and_value(func):
+        return lambda x: (2 * x, func(x))
+
+    module = types.SimpleNamespace(**dict.fromkeys(DIFF_OPS, grad_and_value))
+    diffops.register_backend(
+        "vectorize_test", diffops.AutodiffBackend(module, True), replace=True
+    )
+    function = derivative("vectorize_test", "grad_and_value", lambda x: np.sum(x**2))
+    X = points_for(QUARTIC)
+    assert_rows(vectorize(function)(X), [2 * X, np.sum(X**2, axis=1)])
+
+
+@pytest.mark.parametrize("backend", ["jax_nojit", "torch"])
+def test_a_function_the_framework_cannot_vectorise_is_evaluated_row_by_row(backend):
+    if not diffops.get_backend(backend).available:
+        pytest.skip(f"{backend} is not installed")
+    func = MISTAKES["control flow"](array_namespace(backend))
+    function = derivative(backend, "hessian_grad_and_value", func)
+    vectorized = vectorize(function)
+    X = np.array([[1.0, 2.0], [-1.0, 2.0], [0.5, -3.0]])
+    with pytest.warns(UserWarning, match=rf"the {backend} backend could not vectorise"):
+        outputs = vectorized(X)
+    assert_rows(outputs, rows(function, X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        assert_rows(vectorized(X), rows(function, X))
+
+
+# What the user hands in, and what happens after.
+
+
+@pytest.mark.parametrize(
+    ("X", "error", "message"),
+    [
+        (np.ones(4), ValueError, r"X must be a 2-D array of shape \(k, n\).*\(4,\)"),
+        (np.ones((2, 2, 4)), ValueError, r"X must be a 2-D .*\(2, 2, 4\)"),
+        (np.ones((0, 4)), ValueError, r"X must be a 2-D .*\(0, 4\)"),
+        (np.ones((2, 4), complex), TypeError, r"X must be a 2-D array of real"),
+        ([["a", "b"]], TypeError, r"X must be a 2-D array of real"),
+        (None, TypeError, r"X must be a 2-D array of real"),
+    ],
+    ids=["1-D", "3-D", "empty", "complex", "strings", "None"],
+)
+def test_x_that_is_not_a_matrix_of_points_is_refused(X, error, message):
+    function = vectorize(case_derivative("autograd", "grad_and_value", QUARTIC))
+    with pytest.raises(error, match=message):
+        function(X)
+
+
+def test_x_of_another_length_than_declared_is_refused():
+    pytest.importorskip("symnum")
+    function = vectorize(case_derivative("symnum", "grad_and_value", QUARTIC))
+    with pytest.raises(ValueError, match=r"X must have shape \(k, 4\).*\(3, 5\)"):
+        function(np.ones((3, 5)))
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "error"),
+    [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError),
+     ("3", TypeError)],
+)  # fmt: skip
+def test_a_chunk_size_that_is_not_a_positive_integer_is_refused(chunk_size, error):
+    function = case_derivative("autograd", "grad_and_value", QUARTIC)
+    with pytest.raises(error, match="chunk_size must be a positive integer"):
+        vectorize(function, chunk_size=chunk_size)
+
+
+def test_a_product_argument_of_another_shape_is_refused_naming_both_accepted(backend):
+    function = case_derivative(backend, "mtp_hessian_grad_and_value", QUARTIC)
+    mtp = vectorize(function)(points_for(QUARTIC, k=3))[0]
+    expected = (
+        r"M must have shape \(3, 4, 4\), one per point, or \(4, 4\), one for every "
+        r"point.*\(2, 4, 4\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        mtp(np.ones((2, 4, 4)))
+
+
+def test_nothing_returned_moves_when_x_is_changed_in_place(backend):
+    function = case_derivative(backend, "mtp_hessian_grad_and_value", QUARTIC)
+    X = points_for(QUARTIC, k=4)
+    original = X.copy()
+    mtp, *arrays = vectorize(function)(X)
+    M = np.eye(4)
+    for array in arrays:
+        assert not np.shares_memory(array, X)
+    X += 1.0
+    assert_rows([mtp(M), *arrays], rows(function, original, [M] * 4))
+
+
+@pytest.mark.parametrize("layout", ["big-endian", "reversed", "fortran", "list"])
+def test_x_in_any_layout_gives_what_its_values_give(backend, layout):
+    function = vectorize(case_derivative(backend, "hessian_grad_and_value", QUARTIC))
+    X = points_for(QUARTIC, k=3)
+    given = {
+        "big-endian": X.astype(">f8"),
+        "reversed": np.flip(np.flip(X).copy()),
+        "fortran": np.asfortranarray(X),
+        "list": X.tolist(),
+    }[layout]
+    for got, want in zip(function(given), function(X), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_vectorised_derivative_function_pickles_and_so_do_its_products(backend):
+    function = case_derivative(backend, "mtp_hessian_grad_and_value", QUARTIC)
+    vectorized = vectorize(function, chunk_size=2)
+    X = points_for(QUARTIC, k=3)
+    mtp, *arrays = vectorized(X)
+    again = pickle.loads(pickle.dumps(vectorized))
+    assert again.chunk_size == 2
+    mtp_again, *arrays_again = again(X)
+    M = np.eye(4)
+    assert_rows([mtp_again(M), *arrays_again], [mtp(M), *arrays])
+    assert_rows([pickle.loads(pickle.dumps(mtp))(M)], [mtp(M)])
+
+
+def test_threads_share_one_vectorised_derivative_function(backend):
+    vectorized = vectorize(case_derivative(backend, "hessian_grad_and_value", QUARTIC))
+    batches = [points_for(QUARTIC, k=6, seed=seed) for seed in range(4)]
+    expected = [vectorized(X) for X in batches]
+    results, errors = {}, []
+
+    def work(index):
+        try:
+            for repeat in range(3):
+                results[index, repeat] = vectorized(batches[index])
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    for (index, _), outputs in results.items():
+        assert_rows(outputs, expected[index])
+
+
+# Dask.
+
+SCHEDULERS = ["synchronous", "processes"]
+
+
+def vectorized_for_dask(backend, operator):
+    case = CASE_FOR[OPERATORS[operator].applies_to]
+    return vectorize(case_derivative(backend, operator, case), chunk_size=3), case
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_dask_arrays_in_give_lazy_dask_arrays_out(backend, scheduler):
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    vectorized, case = vectorized_for_dask(backend, "hessian_grad_and_value")
+    X = points_for(case, k=11)
+    lazy = vectorized(da.from_array(X, chunks=(4, case.n)))
+    for output in lazy:
+        assert isinstance(output, da.Array)
+        assert output.numblocks[0] == 3  # one task per chunk of rows
+    with dask.config.set(scheduler=scheduler):
+        computed = dask.compute(*lazy)
+    assert_rows(computed, vectorized(X))
+
+
+def test_dask_on_a_local_cluster_for_every_backend():
+    distributed = pytest.importorskip("distributed")
+    da = pytest.importorskip("dask.array")
+    work = [vectorized_for_dask(b, "jacobian_and_value") for b in INSTALLED_BACKENDS]
+    X = points_for(CUBES, k=9)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, worker_dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):  # fmt: skip
+        computed = [
+            client.compute(vectorized(da.from_array(X, chunks=(5, 3))), sync=True)
+            for vectorized, _ in work
+        ]
+    for got, (vectorized, _) in zip(computed, work, strict=True):
+        assert_rows(got, vectorized(X))
+
+
+def test_a_product_over_dask_says_how_to_apply_it_per_block():
+    da = pytest.importorskip("dask.array")
+    vectorized, case = vectorized_for_dask("autograd", "mtp_hessian_grad_and_value")
+    X = da.from_array(points_for(case, k=6), chunks=(3, case.n))
+    with pytest.raises(TypeError, match=r"returns no mtp.*X.map_blocks"):
+        vectorized(X)
+
+
+def test_dask_x_chunked_across_its_columns_is_refused():
+    da = pytest.importorskip("dask.array")
+    vectorized, case = vectorized_for_dask("autograd", "grad_and_value")
+    X = da.from_array(points_for(case, k=6), chunks=(3, 2))
+    with pytest.raises(ValueError, match=r"chunked along its first axis only.*rechunk"):
+        vectorized(X)
