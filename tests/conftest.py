@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -12,6 +13,13 @@ from hypothesis import HealthCheck, settings
 os.environ["JAX_ENABLE_X64"] = "1"
 
 from helpers import BACKEND_PARAMS  # after JAX's mode is set
+
+# SymNum's generated code is cached on disk: the suite keeps a cache of its own, so
+# that it neither reads the user's (a test must build what it tests) nor fills it.
+# Subprocesses the tests start inherit it.
+_CACHE = tempfile.TemporaryDirectory(prefix="diffops-test-cache-")
+os.environ["DIFFOPS_CACHE_DIR"] = _CACHE.name
+os.environ.pop("DIFFOPS_NO_CACHE", None)
 
 # Hypothesis: `ci` is the default (25 examples, derandomised so CI is repeatable);
 # `make test-slow` selects `slow` (300 examples) with HYPOTHESIS_PROFILE=slow.

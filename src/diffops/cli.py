@@ -1,4 +1,4 @@
-"""Command line: ``diffops backends``, ``demo``, ``bench`` and ``check``."""
+"""Command line: ``diffops backends``, ``demo``, ``bench``, ``check`` and ``cache``."""
 
 from __future__ import annotations
 
@@ -259,6 +259,32 @@ def _check(arguments: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024**2:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024**2:.1f} MiB"
+
+
+def _cache(arguments: argparse.Namespace) -> int:
+    from diffops import cache
+
+    directory = cache.cache_directory()
+    if directory is None:
+        print("the cache is off (DIFFOPS_NO_CACHE is set)")
+        return 0
+    if arguments.action == "clear":
+        print(f"removed {cache.clear()} entries from {directory}")
+        return 0
+    found = cache.summary()
+    origin = "DIFFOPS_CACHE_DIR" if os.environ.get("DIFFOPS_CACHE_DIR") else "default"
+    print(f"location  {found.directory} ({origin})")
+    print(f"entries   {found.entries}")
+    print(f"size      {_size(found.size)}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffops", description="Derivative functions from autodiff frameworks."
@@ -396,6 +422,22 @@ def _parser() -> argparse.ArgumentParser:
         help="show the traceback when the function or a derivative raises",
     )
     check.set_defaults(run=_check, parser=check)  # fmt: skip
+    cache = commands.add_parser(
+        "cache",
+        help="show or clear the on-disk cache of SymNum's generated code",
+        description="Show where the cache of SymNum's generated code lies, how many "
+        "entries it holds and their size; 'diffops cache clear' empties it. The "
+        "cache lies in DIFFOPS_CACHE_DIR if set, else in the user cache directory; "
+        "DIFFOPS_NO_CACHE=1 turns it off.",
+    )
+    cache.add_argument(
+        "action",
+        nargs="?",
+        choices=["show", "clear"],
+        default="show",
+        help="show (default) or clear",
+    )
+    cache.set_defaults(run=_cache)
     return parser
 
 

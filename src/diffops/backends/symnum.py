@@ -14,13 +14,17 @@ instead, and is compiled from it where it is unpickled (no symbolic work is redo
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.metadata
+import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from diffops import cache
 from diffops.functions import DerivativeFunction, Runtime, as_output
 from diffops.operators import OPERATORS, operator_sections
 from diffops.validation import (
@@ -33,6 +37,7 @@ FRAMEWORK = "symnum"
 
 try:
     import symnum
+    import sympy
     from symnum.array import named_array
 except ImportError:
     AVAILABLE = False
@@ -78,9 +83,31 @@ def _declared_length(func: Callable[..., Any], operator: str) -> int:
     return int(shape[0])
 
 
-def _output_shape(func: Callable[..., Any], length: int) -> tuple[int, ...]:
-    value = func._sympy_func(named_array("x", (length,)))  # type: ignore[attr-defined]
-    return tuple(getattr(value, "shape", ()))
+def _expression(func: Callable[..., Any], length: int) -> Any:
+    """What ``func`` computes, as SymPy traces it: its value at a symbolic ``x``."""
+    return func._sympy_func(named_array("x", (length,)))  # type: ignore[attr-defined]
+
+
+def _cache_key(operator: str, length: int, expression: Any) -> str:
+    """What the generated code computes: the key of the on-disk cache.
+
+    The traced expression, not the function's name or source, so that a changed
+    constant or closure is never served the old code; and the versions of what
+    generated it.
+    """
+    versions = {name: importlib.metadata.version(name) for name in _GENERATORS}
+    return json.dumps(
+        {
+            "operator": operator,
+            "n": length,
+            "expression": sympy.srepr(expression),
+            "versions": versions,
+        },
+        sort_keys=True,
+    )
+
+
+_GENERATORS = ("diffops", "symnum", "sympy")
 
 
 def _source(generated: Callable[..., Any]) -> str:
@@ -184,12 +211,22 @@ def _derivative(
     name = operator.__name__
     check_callable(func, name)
     length = _declared_length(func, name)
+    expression = _expression(func, length)
+    shape = tuple(getattr(expression, "shape", ()))
     if OPERATORS[name].applies_to == "scalar":
-        check_scalar_output(_output_shape(func, length), name)
+        check_scalar_output(shape, name)
     else:
-        check_vector_output(_output_shape(func, length), name)
+        check_vector_output(shape, name)
+    key = _cache_key(name, length, expression)
+    cached = cache.load(key)
+    if cached is not None:
+        with contextlib.suppress(Exception):  # a damaged entry: made again below
+            return _from_source(name, cached["source"], cached["function"], length)
     generated = getattr(symnum, SYMNUM_OPERATORS[name])(func, return_aux=True)
-    return _from_source(name, _source(generated), generated.__name__, length)
+    source = _source(generated)
+    derivative = _from_source(name, source, generated.__name__, length)
+    cache.store(key, {"source": source, "function": generated.__name__})
+    return derivative
 
 
 # The operators, in the order of DIFF_OPS.

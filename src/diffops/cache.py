@@ -1,0 +1,166 @@
+"""An on-disk cache of generated code, so that it is generated once per machine.
+
+SymNum derives and generates a derivative function's code symbolically, seconds to
+minutes of work that a script would otherwise redo in every process. The code is kept
+here, under a key that says what it computes (the symbolic expression, the operator,
+the size and the versions of the libraries that made it), never the function's name
+or source, so that a changed constant can never be served stale code.
+
+An entry is a JSON file named by the SHA-256 of its key, which it records in full: it
+is used only where the recorded key equals the key asked for, and a corrupt,
+truncated or foreign entry is ignored (and replaced when the code is made again).
+Entries are written to a temporary file and renamed, so that processes making the same
+code at once all succeed, and readable by their user only, since their code is run.
+
+The cache lies in ``DIFFOPS_CACHE_DIR`` if that is set, otherwise in the platform's
+user cache directory; ``DIFFOPS_NO_CACHE=1`` turns it off: nothing is read or written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = ["CacheSummary", "cache_directory", "clear", "load", "store", "summary"]
+
+_SUFFIX = ".json"
+
+
+def cache_directory() -> Path | None:
+    """Where the cache lies, or ``None`` where ``DIFFOPS_NO_CACHE`` turns it off.
+
+    Returns:
+        ``DIFFOPS_CACHE_DIR`` if set, else the platform's user cache directory for
+        diffops; ``None`` if ``DIFFOPS_NO_CACHE`` is set to anything but ``0`` or
+        the empty string.
+    """
+    if os.environ.get("DIFFOPS_NO_CACHE", "0") not in ("0", ""):
+        return None
+    configured = os.environ.get("DIFFOPS_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("diffops", appauthor=False))
+
+
+def _path(directory: Path, key: str) -> Path:
+    return directory / (hashlib.sha256(key.encode()).hexdigest() + _SUFFIX)
+
+
+def _private(status: os.stat_result) -> bool:
+    """Whether an entry is this user's own and nobody else can write it.
+
+    An entry's code is run, so one that another user could have written is not.
+    Windows has no such mode bits; there the directory's own permissions decide.
+    """
+    if os.name != "posix":
+        return True
+    return status.st_uid == os.getuid() and not status.st_mode & 0o022
+
+
+def load(key: str) -> dict[str, Any] | None:
+    """The payload stored under ``key``, or ``None``.
+
+    ``None`` also where the cache is off, or the entry is missing, unreadable, not
+    JSON, records another key, or is not this user's own (owned by another user or
+    writable by others).
+
+    Args:
+        key: What the payload computes, as a string.
+
+    Returns:
+        The payload, a JSON object, or ``None``.
+    """
+    directory = cache_directory()
+    if directory is None:
+        return None
+    try:
+        with open(_path(directory, key), encoding="utf-8") as file:
+            if not _private(os.fstat(file.fileno())):
+                return None
+            entry = json.loads(file.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return None
+    payload = entry.get("payload")
+    return payload if isinstance(payload, dict) else None
+
+
+def store(key: str, payload: dict[str, Any]) -> None:
+    """Keep ``payload`` under ``key``; do nothing where the cache is off.
+
+    Written to a temporary file in the cache, readable by this user only, then
+    renamed over the entry, so that a reader never sees half an entry. A cache that
+    cannot be written (a read-only file system, say) is passed over in silence: it
+    only saves time.
+
+    Args:
+        key: What the payload computes, as a string.
+        payload: A JSON object.
+    """
+    directory = cache_directory()
+    if directory is None:
+        return
+    text = json.dumps({"key": key, "payload": payload})
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:  # mode 0o600
+            file.write(text)
+        os.replace(temporary, _path(directory, key))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+class CacheSummary(NamedTuple):
+    """What ``diffops cache`` shows.
+
+    Attributes:
+        directory: Where the cache lies; ``None`` where it is off.
+        entries: How many entries it holds.
+        size: Their size in bytes.
+    """
+
+    directory: Path | None
+    entries: int
+    size: int
+
+
+def summary() -> CacheSummary:
+    """Where the cache lies, how many entries it holds and their size in bytes.
+
+    Returns:
+        The :class:`CacheSummary`.
+    """
+    directory = cache_directory()
+    files = sorted(directory.glob("*" + _SUFFIX)) if directory else []
+    return CacheSummary(directory, len(files), sum(f.stat().st_size for f in files))
+
+
+def clear() -> int:
+    """Remove every entry (and temporary file) from the cache.
+
+    Returns:
+        How many entries were removed.
+    """
+    directory = cache_directory()
+    if directory is None or not directory.is_dir():
+        return 0
+    removed = 0
+    for file in directory.iterdir():
+        if file.suffix in (_SUFFIX, ".tmp"):
+            with contextlib.suppress(OSError):
+                file.unlink()
+                removed += file.suffix == _SUFFIX
+    return removed

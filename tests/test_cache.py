@@ -1,0 +1,327 @@
+"""The on-disk cache of SymNum's generated code (``diffops.cache``).
+
+What is checked: a second process builds from the cache without generating code; the
+key is what a function computes (a changed constant is a different entry); damaged,
+foreign and unsafe entries are ignored and rebuilt; concurrent builders all succeed;
+``DIFFOPS_NO_CACHE`` and ``DIFFOPS_CACHE_DIR`` are obeyed; ``diffops cache``. The
+suite's own cache directory is set in ``conftest``; each test here uses a fresh one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import pickle
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import run_python
+
+pytest.importorskip("symnum")
+
+import symnum
+import symnum.numpy as snp
+
+from diffops import cache
+from diffops.backends import symnum as symnum_backend
+from diffops.cli import main
+
+X = np.array([0.3, -1.2, 2.0])
+
+
+def _scaled(a: float) -> Callable[..., Any]:
+    """f(x) = a Σ x² / 2 + Σ sin x: its gradient is a x + cos x."""
+
+    @symnum.numpify(3)
+    def f(x: Any) -> Any:
+        return a * snp.sum(x**2) / 2 + snp.sum(snp.sin(x))
+
+    return f
+
+
+def _gradient(a: float, x: np.ndarray) -> np.ndarray:
+    return a * x + np.cos(x)
+
+
+def _hessian(a: float, x: np.ndarray) -> np.ndarray:
+    return np.diag(a - np.sin(x))
+
+
+@pytest.fixture
+def directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache directory, not yet created, set as ``DIFFOPS_CACHE_DIR``."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("DIFFOPS_CACHE_DIR", str(path))
+    monkeypatch.delenv("DIFFOPS_NO_CACHE", raising=False)
+    return path
+
+
+@contextlib.contextmanager
+def no_generation() -> Iterator[None]:
+    """SymNum's code generators raise: what is built in the block is from the cache."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("SymNum generated code; the cache was not used")
+
+    with pytest.MonkeyPatch.context() as patch:
+        for generator in symnum_backend.SYMNUM_OPERATORS.values():
+            patch.setattr(symnum, generator, refuse)
+        yield
+
+
+def _entries(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.json"))
+
+
+def _check_grad(a: float) -> None:
+    value_grad = symnum_backend.grad_and_value(_scaled(a))
+    gradient, value = value_grad(X)
+    np.testing.assert_allclose(gradient, _gradient(a, X), rtol=1e-12)
+    np.testing.assert_allclose(value, a * X @ X / 2 + np.sin(X).sum(), rtol=1e-12)
+
+
+def test_a_second_build_comes_from_the_cache(directory: Path) -> None:
+    _check_grad(2.0)
+    assert len(_entries(directory)) == 1
+    with no_generation():
+        _check_grad(2.0)
+    assert len(_entries(directory)) == 1
+
+
+def test_a_changed_constant_is_a_different_entry(directory: Path) -> None:
+    _check_grad(2.0)
+    _check_grad(3.0)  # same name, same source text, another constant
+    assert len(_entries(directory)) == 2
+    hessian = symnum_backend.hessian_grad_and_value(_scaled(3.0))(X)[0]
+    np.testing.assert_allclose(hessian, _hessian(3.0, X), rtol=1e-12)
+    assert len(_entries(directory)) == 3
+
+
+def test_the_same_expression_under_another_name_shares_the_entry(
+    directory: Path,
+) -> None:
+    _check_grad(2.0)
+
+    @symnum.numpify(3)
+    def other(y: Any) -> Any:
+        return 2.0 * snp.sum(y**2) / 2 + snp.sum(snp.sin(y))
+
+    gradient = symnum_backend.grad_and_value(other)(X)[0]
+    np.testing.assert_allclose(gradient, _gradient(2.0, X), rtol=1e-12)
+    assert len(_entries(directory)) == 1
+
+
+def test_products_and_pickles_from_the_cache(directory: Path) -> None:
+    generated = symnum_backend.mtp_hessian_grad_and_value(_scaled(2.0))
+    with no_generation():
+        loaded = symnum_backend.mtp_hessian_grad_and_value(_scaled(2.0))
+    assert len(_entries(directory)) == 1
+    M = np.arange(9.0).reshape(3, 3)
+    for derivative in (generated, loaded, pickle.loads(pickle.dumps(loaded))):
+        mtp, hessian, _, _ = derivative(X)
+        np.testing.assert_allclose(hessian, _hessian(2.0, X), rtol=1e-12)
+        # The third derivative is diagonal, -cos x: mtp(M)_k = -M_kk cos x_k.
+        np.testing.assert_allclose(mtp(M), -np.diag(M) * np.cos(X), rtol=1e-12)
+
+
+def test_a_second_process_builds_from_the_cache(directory: Path) -> None:
+    code = """
+        import sys
+        import numpy as np
+        import symnum, symnum.numpy as snp
+        from diffops.backends import symnum as backend
+        if "{state}" == "warm":
+            for generator in backend.SYMNUM_OPERATORS.values():
+                setattr(symnum, generator, None)  # generating would fail
+
+        @symnum.numpify(3)
+        def f(x):
+            return 2.0 * snp.sum(x**2) / 2 + snp.sum(snp.sin(x))
+
+        x = np.array([0.3, -1.2, 2.0])
+        hessian = backend.hessian_grad_and_value(f)(x)[0]
+        np.testing.assert_allclose(hessian, np.diag(2.0 - np.sin(x)), rtol=1e-12)
+        print("ok")
+    """
+    environment = {**os.environ, "DIFFOPS_CACHE_DIR": str(directory)}
+    for state in ("cold", "warm"):
+        done = run_python(code.format(state=state), environment)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "ok"
+    assert len(_entries(directory)) == 1
+
+
+def _key_of(directory: Path, a: float) -> tuple[Path, dict[str, Any]]:
+    """Build f with constant ``a`` alone in the cache; its entry's path and record."""
+    before = set(_entries(directory))
+    _check_grad(a)
+    (path,) = set(_entries(directory)) - before
+    return path, json.loads(path.read_text())
+
+
+def _damaged(directory: Path) -> dict[str, Callable[[Path, str], None]]:
+    """Ways an entry can be damaged, each writing over the entry at ``path``."""
+    _, other = _key_of(directory, 5.0)
+
+    def write(text: str) -> Callable[[Path, str], None]:
+        return lambda path, _: path.write_text(text)
+
+    def with_payload(payload: Any) -> Callable[[Path, str], None]:
+        return lambda path, key: path.write_text(
+            json.dumps({"key": key, "payload": payload})
+        )
+
+    return {
+        "empty": write(""),
+        "garbage": lambda path, _: path.write_bytes(os.urandom(64)),
+        "truncated": lambda path, _: path.write_text(path.read_text()[:100]),
+        "a JSON list": write("[1, 2]"),
+        "no key": write(json.dumps({"payload": other["payload"]})),
+        "another key's entry": write(json.dumps(other)),
+        "no payload": with_payload(None),
+        "no source": with_payload({"function": "f"}),
+        "source that raises": with_payload({"source": "1 / 0", "function": "f"}),
+        "source in error": with_payload({"source": "def (", "function": "f"}),
+        "wrong function": with_payload({"source": "g = 1", "function": "f"}),
+    }
+
+
+DAMAGES = [
+    "empty", "garbage", "truncated", "a JSON list", "no key", "another key's entry",
+    "no payload", "no source", "source that raises", "source in error",
+    "wrong function",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_entry_is_rebuilt(directory: Path, damage: str) -> None:
+    path, record = _key_of(directory, 2.0)
+    _damaged(directory)[damage](path, record["key"])
+    _check_grad(2.0)  # neither an exception nor another function's gradient
+    assert json.loads(path.read_text()) == record  # made again
+
+
+def test_a_foreign_entry_is_not_used(directory: Path) -> None:
+    path, _ = _key_of(directory, 2.0)
+    _, other = _key_of(directory, 3.0)
+    path.write_text(json.dumps(other))
+    with no_generation(), pytest.raises(AssertionError, match="cache was not used"):
+        symnum_backend.grad_and_value(_scaled(2.0))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_entries_are_private_and_others_writable_ones_are_not_used(
+    directory: Path,
+) -> None:
+    path, _ = _key_of(directory, 2.0)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o622)  # others could have written it
+    with no_generation(), pytest.raises(AssertionError, match="cache was not used"):
+        symnum_backend.grad_and_value(_scaled(2.0))
+    _check_grad(2.0)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_no_cache_reads_and_writes_nothing(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _check_grad(2.0)
+    (entry,) = _entries(directory)
+    monkeypatch.setenv("DIFFOPS_NO_CACHE", "1")
+    assert cache.cache_directory() is None
+    with no_generation(), pytest.raises(AssertionError, match="cache was not used"):
+        symnum_backend.grad_and_value(_scaled(2.0))
+    _check_grad(3.0)
+    assert _entries(directory) == [entry]
+
+
+def test_the_default_location_is_the_user_cache_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import platformdirs
+
+    monkeypatch.delenv("DIFFOPS_CACHE_DIR")
+    monkeypatch.delenv("DIFFOPS_NO_CACHE", raising=False)
+    expected = Path(platformdirs.user_cache_dir("diffops", appauthor=False))
+    assert cache.cache_directory() == expected
+    monkeypatch.setenv("DIFFOPS_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert cache.cache_directory() == tmp_path / "elsewhere"
+
+
+def test_an_unwritable_cache_only_costs_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("DIFFOPS_CACHE_DIR", str(blocker / "cache"))
+    _check_grad(2.0)
+    _check_grad(2.0)
+    assert cache.summary().entries == 0
+
+
+def test_processes_building_at_once_all_succeed(directory: Path) -> None:
+    code = """
+        import numpy as np
+        import symnum, symnum.numpy as snp
+        from diffops.backends import symnum as backend
+
+        @symnum.numpify(3)
+        def f(x):
+            return 4.0 * snp.sum(x**2) / 2 + snp.sum(snp.sin(x))
+
+        x = np.array([0.3, -1.2, 2.0])
+        hessian = backend.hessian_grad_and_value(f)(x)[0]
+        np.testing.assert_allclose(hessian, np.diag(4.0 - np.sin(x)), rtol=1e-12)
+    """
+    environment = {**os.environ, "DIFFOPS_CACHE_DIR": str(directory)}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: run_python(code, environment), range(4)))
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+    assert len(_entries(directory)) == 1
+    assert list(directory.glob("*.tmp")) == []
+    with no_generation():
+        hessian = symnum_backend.hessian_grad_and_value(_scaled(4.0))(X)[0]
+    np.testing.assert_allclose(hessian, _hessian(4.0, X), rtol=1e-12)
+
+
+def test_stores_at_once_leave_one_whole_entry(directory: Path) -> None:
+    payload = {"source": "x" * 1_000_000, "function": "f"}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: cache.store("key", payload), range(32)))
+    assert cache.load("key") == payload
+    assert list(directory.glob("*.tmp")) == []
+
+
+def test_the_cache_command_shows_and_clears(
+    directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _check_grad(2.0)
+    _check_grad(3.0)
+    assert main(["cache"]) == 0
+    shown = capsys.readouterr().out
+    assert f"location  {directory} (DIFFOPS_CACHE_DIR)" in shown
+    assert "entries   2\n" in shown
+    size = sum(path.stat().st_size for path in _entries(directory))
+    assert f"size      {size / 1024:.1f} KiB" in shown
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out == f"removed 2 entries from {directory}\n"
+    assert _entries(directory) == []
+    with no_generation(), pytest.raises(AssertionError, match="cache was not used"):
+        symnum_backend.grad_and_value(_scaled(2.0))
+
+
+def test_the_cache_command_says_when_the_cache_is_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DIFFOPS_NO_CACHE", "1")
+    for action in ([], ["clear"]):
+        assert main(["cache", *action]) == 0
+        assert "the cache is off" in capsys.readouterr().out
