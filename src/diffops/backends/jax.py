@@ -3,11 +3,17 @@
 Each operator returns a :class:`~diffops.functions.FrameworkDerivative`, a function of
 a JAX array that JAX can trace. The registered function wrappers make from it the
 :class:`~diffops.DerivativeFunction` users call: :func:`jit_and_return_numpy_arrays`
-(backend ``jax``) compiles it with :func:`jax.jit`, and its products too, so that
-``mtp(M)`` is one call of compiled code that reuses the residuals kept from the
-evaluation at ``x``; :func:`return_numpy_arrays` (backend ``jax_nojit``) runs it op by
-op. The products' state is the pullback of :func:`jax.vjp`, a pytree whose leaves
-are those residuals.
+(backend ``jax``) compiles it with :func:`jax.jit`, and its products too;
+:func:`return_numpy_arrays` (backend ``jax_nojit``) runs it op by op.
+
+A product (``mtp``, ``mhp``) can be computed two ways. Its state can be the pullback of
+:func:`jax.vjp` at ``x``, a pytree whose leaves are the residuals of the evaluation,
+so that ``mtp(M)`` is one backward pass; or it can be the point ``x`` alone, so that
+the evaluation computes only ``H`` (or ``J``) and ``mtp(M)`` is the gradient of
+``x ↦ ⟨M, H(x)⟩``, computed afresh. Compiled, the second is the faster for a call
+and one product up to ``n =`` :data:`RECOMPUTE_UP_TO` (2-4 times at small ``n``, where
+writing and reading the residuals costs more than the arithmetic it saves), and the
+first beyond; run op by op, the first always is.
 
 JAX computes in float32 unless 64-bit mode is on. The wrappers never switch it on;
 they warn once, saying how to, when a float64 input would be computed in float32.
@@ -52,6 +58,7 @@ else:
 __all__ = [
     "AVAILABLE",
     "FRAMEWORK",
+    "RECOMPUTE_UP_TO",
     "grad_and_value",
     "hessian_grad_and_value",
     "jacobian_and_value",
@@ -61,6 +68,13 @@ __all__ = [
     "return_numpy_arrays",
     "vjp_and_value",
 ]
+
+RECOMPUTE_UP_TO = 1500
+"""Largest ``n`` at which compiled products recompute from ``x`` (see above).
+
+Measured with ``diffops bench --backend jax --operator mtp_hessian_grad_and_value``
+on a 2-core x86 machine: the two ways cross between ``n = 1500`` and ``2000``.
+"""
 
 # The pullbacks of jax.vjp are jax.tree_util.Partial objects: pytrees whose leaves are
 # the residuals of the forward pass, so they can leave one compiled function and enter
@@ -101,8 +115,11 @@ def _grad_and_value(
 ) -> tuple[Any, Any]:
     value, pullback = jax.vjp(_typed(func, operator), x)
     check_scalar_output(output_shape(value, operator), operator)
-    (grad,) = pullback(jnp.ones_like(value))
-    return grad, value
+    # The pullback of the one cotangent, vectorised over a batch of one: the same
+    # gradient, in a form that XLA compiles 4-5 times faster once differentiated
+    # twice more (an mtp at n = 1000), and no slower on its own.
+    (grads,) = jax.vmap(pullback)(jnp.ones((1, *value.shape), value.dtype))
+    return grads[0], value
 
 
 def _hessian_and_aux(
@@ -157,6 +174,71 @@ def _mhp_jacobian_and_value(
         has_aux=True,
     )
     return pullback, jacobian, value
+
+
+# Products recomputed from the point: compiled, faster up to RECOMPUTE_UP_TO.
+
+
+def _contracted_gradient(
+    transform: Callable[..., tuple[Any, ...]],
+    func: Callable[..., Any],
+    operator: str,
+    x: Any,
+    argument: Any,
+) -> tuple[Any]:
+    """``(∂/∂x ⟨argument, D(x)⟩,)`` for ``D``, the first output of ``transform``.
+
+    The product as the gradient of the contraction, from the point alone; a tuple,
+    as a pullback returns.
+    """
+
+    def contraction(x: Any) -> Any:
+        return jnp.sum(argument * transform(func, x, operator)[0])
+
+    return (jax.grad(contraction)(x),)
+
+
+def _recomputing(
+    transform: Callable[..., tuple[Any, ...]],
+    residual_transform: Callable[..., tuple[Any, ...]],
+    func: Callable[..., Any],
+    x: Any,
+    operator: str,
+) -> tuple[Any, ...]:
+    """``transform``'s outputs, after a product that recomputes from ``x``.
+
+    Up to ``n =`` :data:`RECOMPUTE_UP_TO`; beyond, ``residual_transform``'s, whose
+    product keeps the residuals. The product's state is a
+    :class:`jax.tree_util.Partial` of the point: a pytree, so that it leaves the
+    compiled evaluation and enters the compiled product.
+    """
+    if x.shape[0] > RECOMPUTE_UP_TO:
+        return residual_transform(func, x, operator)
+    outputs = transform(func, x, operator)
+    contracted = functools.partial(_contracted_gradient, transform, func, operator)
+    state = jax.tree_util.Partial(contracted, x)  # type: ignore[no-untyped-call]
+    return (state, *outputs)
+
+
+def _mtp_recomputing(
+    func: Callable[..., Any], x: Any, operator: str = "mtp_hessian_grad_and_value"
+) -> tuple[Any, ...]:
+    return _recomputing(
+        _hessian_grad_and_value, _mtp_hessian_grad_and_value, func, x, operator
+    )
+
+
+def _mhp_recomputing(
+    func: Callable[..., Any], x: Any, operator: str = "mhp_jacobian_and_value"
+) -> tuple[Any, ...]:
+    return _recomputing(_jacobian_and_value, _mhp_jacobian_and_value, func, x, operator)
+
+
+_COMPILED_TRANSFORMS: dict[Callable[..., Any], Callable[..., tuple[Any, ...]]] = {
+    _mtp_hessian_grad_and_value: _mtp_recomputing,
+    _mhp_jacobian_and_value: _mhp_recomputing,
+}
+"""The transforms the ``jax`` wrapper compiles in place of those that keep residuals."""
 
 
 # How the outputs reach the user.
@@ -387,6 +469,9 @@ def _wrap(
     wrapper = jit_and_return_numpy_arrays if compile else return_numpy_arrays
     call = jax.jit(function) if compile else function
     if isinstance(function, FrameworkDerivative):
+        transform = _COMPILED_TRANSFORMS.get(function.transform)
+        if compile and transform is not None:
+            call = jax.jit(functools.partial(transform, function.func))
         return DerivativeFunction(
             function.operator,
             functools.partial(_evaluate, call),

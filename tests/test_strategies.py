@@ -1,0 +1,184 @@
+"""Where a backend picks between ways of computing, every way gives the right answer.
+
+The compiled ``jax`` backend computes ``mtp`` and ``mhp`` from the point up to
+``n = RECOMPUTE_UP_TO`` and from the residuals of the evaluation beyond; both sides of
+the threshold are tested here, with the threshold moved so that small cases cross
+it. The ``torch`` backend computes at one point with PyTorch's tape and at many with
+:mod:`torch.func`; the tape's edge cases (outputs that do not depend on ``x``, a caller
+that turned recording off, ``.detach()``) are tested here. Expected values come from
+the hand-derived formulas (products by the complex step), never from diffops.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from functions import (
+    CUBES,
+    QUADRATIC,
+    SEVERAL_OUTPUTS,
+    SMOOTH,
+    ScalarCase,
+    VectorCase,
+    complex_step_derivative,
+    render,
+)
+from helpers import derivative
+
+import diffops
+
+TOLERANCE = {"rtol": 1e-10, "atol": 1e-12}
+
+
+def backend_module(backend: str):
+    """The module of ``backend``; the test is skipped where it is not installed."""
+    found = diffops.get_backend(backend)
+    if not found.available:
+        pytest.skip(f"{backend} is not installed")
+    return found.module
+
+
+def expected_product(case: ScalarCase | VectorCase, x, argument) -> np.ndarray:
+    """``∂/∂x ⟨argument, H(x)⟩`` (or ``J``) from the hand-derived formula."""
+    below = case.hessian if isinstance(case, ScalarCase) else case.jacobian
+    return complex_step_derivative(lambda y: np.sum(argument * below(y)), x)
+
+
+def recomputes(product) -> bool:
+    """Whether a ``jax`` product recomputes from its point (else: residuals)."""
+    from diffops.backends.jax import _contracted_gradient
+
+    # A jax.tree_util.Partial of functools.partial(_contracted_gradient, ...), whose
+    # .func JAX's wrapper of it passes on.
+    wrapped = getattr(product._state, "func", None)
+    return getattr(wrapped, "func", None) is _contracted_gradient
+
+
+PRODUCT_CASES = [
+    ("mtp_hessian_grad_and_value", SMOOTH),
+    ("mtp_hessian_grad_and_value", QUADRATIC),  # a constant Hessian: mtp is 0
+    ("mhp_jacobian_and_value", SEVERAL_OUTPUTS),
+    ("mhp_jacobian_and_value", CUBES),
+]
+
+
+@pytest.mark.parametrize("recompute_up_to", [10_000, 0], ids=["below", "above"])
+@pytest.mark.parametrize(("operator", "case"), PRODUCT_CASES, ids=str)
+def test_jax_products_on_both_sides_of_the_threshold(
+    operator, case, recompute_up_to, monkeypatch
+):
+    jax_backend = backend_module("jax")
+    monkeypatch.setattr(jax_backend, "RECOMPUTE_UP_TO", recompute_up_to)
+    d = derivative("jax", operator, render(case, "jax"))  # traced after the patch
+    x = case.point
+    outputs = d(x)
+    assert recomputes(outputs[0]) == (recompute_up_to >= x.size)
+    rng = np.random.default_rng(3)
+    for _ in range(2):  # two arguments, one point: the state serves both
+        argument = rng.standard_normal(outputs[0].shape)
+        np.testing.assert_allclose(
+            outputs[0](argument), expected_product(case, x, argument), **TOLERANCE
+        )
+    below = case.hessian if isinstance(case, ScalarCase) else case.jacobian
+    np.testing.assert_allclose(outputs[1], below(x), **TOLERANCE)
+
+
+@pytest.mark.parametrize("recompute_up_to", [10_000, 0], ids=["below", "above"])
+def test_a_recomputing_product_stays_at_its_point_and_pickles(
+    recompute_up_to, monkeypatch
+):
+    jax_backend = backend_module("jax")
+    monkeypatch.setattr(jax_backend, "RECOMPUTE_UP_TO", recompute_up_to)
+    d = derivative("jax", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
+    x = SMOOTH.point.copy()
+    first = d(x)[0]
+    point = x.copy()
+    x += 0.5  # the caller moves on, in place
+    d(x)  # and evaluates at the new point
+    argument = np.random.default_rng(4).standard_normal(first.shape)
+    expected = expected_product(SMOOTH, point, argument)
+    np.testing.assert_allclose(first(argument), expected, **TOLERANCE)
+    np.testing.assert_allclose(
+        pickle.loads(pickle.dumps(first))(argument), expected, **TOLERANCE
+    )
+
+
+def test_jax_nojit_products_keep_the_residuals():
+    backend_module("jax")
+    d = derivative("jax_nojit", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
+    product = d(SMOOTH.point)[0]
+    assert not recomputes(product)
+    argument = np.random.default_rng(5).standard_normal(product.shape)
+    np.testing.assert_allclose(
+        product(argument), expected_product(SMOOTH, SMOOTH.point, argument), **TOLERANCE
+    )
+
+
+# The torch tape's edge cases.
+
+
+def _torch_functions():
+    torch = backend_module("torch").torch
+    return torch, {
+        "constant": lambda x: torch.tensor(2.0, dtype=x.dtype),
+        "linear": lambda x: torch.sum(3 * x),
+        "quadratic": lambda x: torch.sum(x**2) / 2,
+    }
+
+
+@pytest.mark.parametrize("kind", ["constant", "linear", "quadratic"])
+def test_torch_derivatives_that_vanish_are_zeros(kind):
+    _, functions = _torch_functions()
+    x = np.array([0.5, -1.0, 2.0])
+    d = derivative("torch", "mtp_hessian_grad_and_value", functions[kind])
+    mtp, H, g, _ = d(x)
+    grad = {"constant": 0 * x, "linear": 3 + 0 * x, "quadratic": x}[kind]
+    hessian = np.eye(3) if kind == "quadratic" else np.zeros((3, 3))
+    np.testing.assert_allclose(g, grad, **TOLERANCE)
+    np.testing.assert_allclose(H, hessian, **TOLERANCE)
+    np.testing.assert_array_equal(mtp(np.ones((3, 3))), np.zeros(3))
+    assert g.dtype == H.dtype == np.float64
+
+
+def test_torch_records_where_the_caller_turned_recording_off():
+    torch, functions = _torch_functions()
+    x = np.array([0.5, -1.0, 2.0])
+    d = derivative("torch", "hessian_grad_and_value", functions["quadratic"])
+    with torch.no_grad():
+        H, g, _ = d(x)
+        vjp, _ = derivative("torch", "vjp_and_value", lambda x: x**2)(x)
+    product = vjp(np.ones(3))  # applied after recording is back on, too
+    np.testing.assert_allclose(H, np.eye(3), **TOLERANCE)
+    np.testing.assert_allclose(g, x, **TOLERANCE)
+    np.testing.assert_allclose(product, 2 * x, **TOLERANCE)
+
+
+def test_torch_takes_detach_as_a_constant_as_pytorch_does():
+    torch, _ = _torch_functions()
+    x = np.array([0.5, -1.0, 2.0])
+
+    def f(x):
+        return torch.sum(x**2) / 2 + torch.sum(x.detach() ** 3)
+
+    g, v = derivative("torch", "grad_and_value", f)(x)
+    np.testing.assert_allclose(g, x, **TOLERANCE)  # the detached term counts as 0
+    np.testing.assert_allclose(v, x @ x / 2 + np.sum(x**3), **TOLERANCE)
+
+
+@pytest.mark.parametrize(("operator", "case"), PRODUCT_CASES, ids=str)
+def test_torch_one_point_and_many_agree(operator, case):
+    """The tape (one point) and torch.func (many points) give the same outputs."""
+    backend_module("torch")
+    d = derivative("torch", operator, render(case, "torch"))
+    points = case.point + np.random.default_rng(6).uniform(-0.2, 0.2, (3, case.n))
+    batched = diffops.vectorize(d)(points)
+    argument = np.random.default_rng(7).standard_normal(batched[0].shape)
+    for i, x in enumerate(points):
+        one = d(x)
+        np.testing.assert_allclose(
+            batched[0](argument)[i], one[0](argument), **TOLERANCE
+        )
+        for many, single in zip(batched[1:], one[1:], strict=True):
+            np.testing.assert_allclose(many[i], single, **TOLERANCE)
