@@ -8,12 +8,13 @@ a JAX array that JAX can trace. The registered function wrappers make from it th
 
 A product (``mtp``, ``mhp``) can be computed two ways. Its state can be the pullback of
 :func:`jax.vjp` at ``x``, a pytree whose leaves are the residuals of the evaluation,
-so that ``mtp(M)`` is one backward pass; or it can be the point ``x`` alone, so that
-the evaluation computes only ``H`` (or ``J``) and ``mtp(M)`` is the gradient of
-``x ↦ ⟨M, H(x)⟩``, computed afresh. Compiled, the second is the faster for a call
-and one product up to ``n =`` :data:`RECOMPUTE_UP_TO` (2-4 times at small ``n``, where
-writing and reading the residuals costs more than the arithmetic it saves), and the
-first beyond; run op by op, the first always is.
+so that ``mtp(M)`` is one backward pass; or it can be the point ``x`` alone
+(``_FromPoint``), so that the evaluation computes only ``H`` (or ``J``) and
+``mtp(M)`` is the gradient of ``x ↦ ⟨M, H(x)⟩``, computed afresh by a second
+compiled function. Compiled, the second is the faster for a call and one product up
+to ``n =`` :data:`RECOMPUTE_UP_TO` (up to 4 times at small ``n``, where writing and
+reading the residuals costs more than the arithmetic they save), and the first
+beyond; run op by op, the first always is.
 
 JAX computes in float32 unless 64-bit mode is on. The wrappers never switch it on;
 they warn once, saying how to, when a float64 input would be computed in float32.
@@ -69,11 +70,15 @@ __all__ = [
     "vjp_and_value",
 ]
 
-RECOMPUTE_UP_TO = 1500
+RECOMPUTE_UP_TO = 1000
 """Largest ``n`` at which compiled products recompute from ``x`` (see above).
 
-Measured with ``diffops bench --backend jax --operator mtp_hessian_grad_and_value``
-on a 2-core x86 machine: the two ways cross between ``n = 1500`` and ``2000``.
+Measured for a call and one product on a 2-core x86 machine, as ``diffops bench
+--backend jax --operator mtp_hessian_grad_and_value --size N`` times the two ways
+written by hand (the jitted composite keeps residuals, the two-call bound does not): for
+``mtp``, recomputing is 1.3-1.5 times faster up to ``n = 1000`` and keeping the
+residuals 1.6 times faster from ``n = 1200``, where ``H`` no longer fits the
+cache; for ``mhp`` the two are within 15% at every ``n``.
 """
 
 # The pullbacks of jax.vjp are jax.tree_util.Partial objects: pytrees whose leaves are
@@ -111,32 +116,57 @@ def _vjp_and_value(
 
 
 def _grad_and_value(
-    func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
+    func: Callable[..., Any],
+    x: Any,
+    operator: str = "grad_and_value",
+    *,
+    batch_of_one: bool = False,
 ) -> tuple[Any, Any]:
     value, pullback = jax.vjp(_typed(func, operator), x)
     check_scalar_output(output_shape(value, operator), operator)
-    # The pullback of the one cotangent, vectorised over a batch of one: the same
-    # gradient, in a form that XLA compiles 4-5 times faster once differentiated
-    # twice more (an mtp at n = 1000), and no slower on its own.
-    (grads,) = jax.vmap(pullback)(jnp.ones((1, *value.shape), value.dtype))
-    return grads[0], value
+    if batch_of_one:
+        # The same gradient, the one cotangent pulled back as a batch of one: a
+        # form that XLA compiles 4 times faster once differentiated twice more (an
+        # mtp at n = 1000), but slower as a Hessian alone, and op by op.
+        (grads,) = jax.vmap(pullback)(jnp.ones((1, *value.shape), value.dtype))
+        return grads[0], value
+    (grad,) = pullback(jnp.ones_like(value))
+    return grad, value
 
 
 def _hessian_and_aux(
-    func: Callable[..., Any], x: Any, operator: str = "hessian_grad_and_value"
+    func: Callable[..., Any],
+    x: Any,
+    operator: str = "hessian_grad_and_value",
+    *,
+    batch_of_one: bool = False,
 ) -> tuple[Any, tuple[Any, Any]]:
-    grad, pushforward, value = jax.linearize(
-        functools.partial(_grad_and_value, func, operator=operator), x, has_aux=True
+    grad_and_value = functools.partial(
+        _grad_and_value, func, operator=operator, batch_of_one=batch_of_one
     )
-    # Row i of the result is H @ e_i, column i of H; H is symmetric.
-    hessian = jax.vmap(pushforward)(jnp.eye(x.shape[0], dtype=grad.dtype))
+
+    def pushforward(tangent: Any) -> tuple[Any, Any, Any]:
+        return jax.jvp(grad_and_value, (x,), (tangent,), has_aux=True)
+
+    # Row i is H @ e_i, column i of H (H is symmetric): the n pushforwards of the
+    # gradient in one vectorised pass, which op by op (jax_nojit) dispatches half
+    # the operations that linearising first does, and compiled is as fast.
+    grad, hessian, value = jax.vmap(pushforward, out_axes=(None, 0, None))(
+        jnp.eye(x.shape[0], dtype=x.dtype)
+    )
     return hessian, (grad, value)
 
 
 def _hessian_grad_and_value(
-    func: Callable[..., Any], x: Any, operator: str = "hessian_grad_and_value"
+    func: Callable[..., Any],
+    x: Any,
+    operator: str = "hessian_grad_and_value",
+    *,
+    batch_of_one: bool = False,
 ) -> tuple[Any, Any, Any]:
-    hessian, (grad, value) = _hessian_and_aux(func, x, operator)
+    hessian, (grad, value) = _hessian_and_aux(
+        func, x, operator, batch_of_one=batch_of_one
+    )
     return hessian, grad, value
 
 
@@ -144,7 +174,9 @@ def _mtp_hessian_grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "mtp_hessian_grad_and_value"
 ) -> tuple[Pullback, Any, Any, Any]:
     hessian, pullback, (grad, value) = jax.vjp(
-        functools.partial(_hessian_and_aux, func, operator=operator), x, has_aux=True
+        functools.partial(_hessian_and_aux, func, operator=operator, batch_of_one=True),
+        x,
+        has_aux=True,
     )
     return pullback, hessian, grad, value
 
@@ -185,60 +217,87 @@ def _contracted_gradient(
     operator: str,
     x: Any,
     argument: Any,
-) -> tuple[Any]:
-    """``(∂/∂x ⟨argument, D(x)⟩,)`` for ``D``, the first output of ``transform``.
+) -> Any:
+    """``∂/∂x ⟨argument, D(x)⟩`` for ``D``, the first output of ``transform``.
 
-    The product as the gradient of the contraction, from the point alone; a tuple,
-    as a pullback returns.
+    The product as the gradient of the contraction, from the point alone.
     """
 
     def contraction(x: Any) -> Any:
         return jnp.sum(argument * transform(func, x, operator)[0])
 
-    return (jax.grad(contraction)(x),)
+    return jax.grad(contraction)(x)
 
 
-def _recomputing(
-    transform: Callable[..., tuple[Any, ...]],
-    residual_transform: Callable[..., tuple[Any, ...]],
-    func: Callable[..., Any],
-    x: Any,
-    operator: str,
-) -> tuple[Any, ...]:
-    """``transform``'s outputs, after a product that recomputes from ``x``.
+class _FromPoint:
+    """A product's state that recomputes it: ``product(x, argument)``, compiled.
 
-    Up to ``n =`` :data:`RECOMPUTE_UP_TO`; beyond, ``residual_transform``'s, whose
-    product keeps the residuals. The product's state is a
-    :class:`jax.tree_util.Partial` of the point: a pytree, so that it leaves the
-    compiled evaluation and enters the compiled product.
+    ``x`` is the NumPy point the :class:`~diffops.BoundProduct` owns.
     """
-    if x.shape[0] > RECOMPUTE_UP_TO:
-        return residual_transform(func, x, operator)
-    outputs = transform(func, x, operator)
-    contracted = functools.partial(_contracted_gradient, transform, func, operator)
-    state = jax.tree_util.Partial(contracted, x)  # type: ignore[no-untyped-call]
-    return (state, *outputs)
+
+    __slots__ = ("product", "x")
+
+    def __init__(self, product: Callable[..., Any], x: np.ndarray) -> None:
+        self.product = product
+        self.x = x
 
 
-def _mtp_recomputing(
-    func: Callable[..., Any], x: Any, operator: str = "mtp_hessian_grad_and_value"
-) -> tuple[Any, ...]:
-    return _recomputing(
-        _hessian_grad_and_value, _mtp_hessian_grad_and_value, func, x, operator
-    )
+class _Recomputing:
+    """The compiled evaluation of ``mtp`` or ``mhp`` that picks how to product.
+
+    Up to ``n =`` :data:`RECOMPUTE_UP_TO`, it computes the outputs after the product
+    only (``H, g, f(x)`` or ``J, c(x)``), and the product's state is the point; beyond,
+    it calls ``residual``, whose product's state is the pullback and its residuals.
+
+    Args:
+        outputs: The compiled outputs after the product.
+        product: The compiled ``(x, argument) ↦`` product, from the point.
+        residual: The compiled operator, keeping residuals.
+    """
+
+    __slots__ = ("outputs", "product", "residual")
+
+    def __init__(
+        self,
+        outputs: Callable[..., Any],
+        product: Callable[..., Any],
+        residual: Callable[..., Any],
+    ) -> None:
+        self.outputs = outputs
+        self.product = product
+        self.residual = residual
+
+    def __call__(self, x: np.ndarray) -> tuple[Any, ...]:
+        if x.shape[0] > RECOMPUTE_UP_TO:
+            outputs: tuple[Any, ...] = _evaluate(self.residual, x)
+            return outputs
+        return (_FromPoint(self.product, x), *_evaluate(self.outputs, x))
 
 
-def _mhp_recomputing(
-    func: Callable[..., Any], x: Any, operator: str = "mhp_jacobian_and_value"
-) -> tuple[Any, ...]:
-    return _recomputing(_jacobian_and_value, _mhp_jacobian_and_value, func, x, operator)
-
-
-_COMPILED_TRANSFORMS: dict[Callable[..., Any], Callable[..., tuple[Any, ...]]] = {
-    _mtp_hessian_grad_and_value: _mtp_recomputing,
-    _mhp_jacobian_and_value: _mhp_recomputing,
+_OUTPUTS_AFTER_PRODUCT: dict[
+    Callable[..., Any],
+    tuple[Callable[..., tuple[Any, ...]], Callable[..., tuple[Any, ...]]],
+] = {
+    _mtp_hessian_grad_and_value: (
+        _hessian_grad_and_value,
+        functools.partial(_hessian_grad_and_value, batch_of_one=True),
+    ),
+    _mhp_jacobian_and_value: (_jacobian_and_value, _jacobian_and_value),
 }
-"""The transforms the ``jax`` wrapper compiles in place of those that keep residuals."""
+"""For each product operator's transform, those of its outputs after the product:
+to evaluate, and to differentiate for the product."""
+
+
+def _recomputing(function: FrameworkDerivative, residual: Any) -> _Recomputing:
+    outputs, differentiated = _OUTPUTS_AFTER_PRODUCT[function.transform]
+    operator, func = function.operator, function.func
+    return _Recomputing(
+        jax.jit(functools.partial(outputs, func, operator=operator)),
+        jax.jit(
+            functools.partial(_contracted_gradient, differentiated, func, operator)
+        ),
+        residual,
+    )
 
 
 # How the outputs reach the user.
@@ -253,6 +312,16 @@ def _to_numpy(value: Any, dtype: np.dtype[Any]) -> Any:
 def _apply_product(pullback: Pullback, argument: Any) -> Any:
     (product,) = pullback(argument)
     return product
+
+
+_apply_compiled_pullback = jax.jit(_apply_product) if AVAILABLE else _apply_product
+
+
+def _apply_compiled(state: Any, argument: Any) -> Any:
+    """A compiled product: from its point, or by the compiled pullback."""
+    if type(state) is _FromPoint:
+        return state.product(state.x, argument)
+    return _apply_compiled_pullback(state, argument)
 
 
 def _explain(compiled: bool, error: BaseException) -> str | None:
@@ -344,7 +413,7 @@ def _batching(compile: bool, derivative: DerivativeFunction) -> Batching:
 
 COMPILED = Runtime(
     _to_numpy,
-    jax.jit(_apply_product) if AVAILABLE else _apply_product,
+    _apply_compiled,
     backend="jax",
     explain=functools.partial(_explain, True),
     batch=functools.partial(_batching, True),
@@ -392,8 +461,8 @@ def grad_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
 def hessian_grad_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
     """Make ``x ↦ (H, g, f(x))`` for a scalar function ``f``, on JAX arrays.
 
-    ``H`` is computed forward-over-reverse: one linearisation of the gradient and a
-    vectorised push of the ``n`` basis vectors through it.
+    ``H`` is computed forward-over-reverse: the ``n`` basis vectors pushed forward
+    through the gradient, vectorised with :func:`jax.vmap`.
     """
     return _derivative(hessian_grad_and_value, _hessian_grad_and_value, func)
 
@@ -469,12 +538,13 @@ def _wrap(
     wrapper = jit_and_return_numpy_arrays if compile else return_numpy_arrays
     call = jax.jit(function) if compile else function
     if isinstance(function, FrameworkDerivative):
-        transform = _COMPILED_TRANSFORMS.get(function.transform)
-        if compile and transform is not None:
-            call = jax.jit(functools.partial(transform, function.func))
+        evaluate: Callable[[np.ndarray], tuple[Any, ...]]
+        evaluate = functools.partial(_evaluate, call)
+        if compile and function.transform in _OUTPUTS_AFTER_PRODUCT:
+            evaluate = _recomputing(function, call)
         return DerivativeFunction(
             function.operator,
-            functools.partial(_evaluate, call),
+            evaluate,
             COMPILED if compile else EAGER,
             (wrapper, (function,)),
             func=function.func,

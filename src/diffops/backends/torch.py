@@ -82,7 +82,8 @@ def _pulled_back(
     Args:
         output: A tensor computed from the leaf ``x`` with its graph recorded.
         x: The leaf tensor the graph starts from.
-        cotangent: A tensor of ``output``'s shape or, where ``rows``, a stack of them.
+        cotangent: A tensor of ``output``'s shape or, where ``rows``, a stack of them;
+            ``None`` for a scalar ``output``, as if ``1``.
         graph: Whether to record the result's graph, to differentiate it again.
         rows: Whether ``cotangent`` is a stack, each row pulled back, in one pass.
 
@@ -90,7 +91,7 @@ def _pulled_back(
         A tensor of ``x``'s shape, or a stack of them, one per row of ``cotangent``.
     """
     if not output.requires_grad or output.numel() == 0:  # it does not depend on x
-        shape = (cotangent.shape[0], *x.shape) if rows else x.shape
+        shape = (len(cotangent), *x.shape) if rows else x.shape
         return torch.zeros(shape, dtype=x.dtype, device=x.device)
     (product,) = torch.autograd.grad(
         output,
@@ -156,7 +157,9 @@ def _recorded(
     func: Callable[..., Any], operator: str, x: Any, check: Callable[..., None]
 ) -> tuple[Any, Any]:
     """``(leaf, func(leaf))``: the graph of ``func`` recorded from a leaf at ``x``."""
-    leaf = x.detach().requires_grad_(True)
+    # A leaf of the caller's own (as _Evaluate makes) is used as it is: the graph
+    # starts there and no .grad accumulates, as torch.autograd.grad does not.
+    leaf = x if x.is_leaf and x.requires_grad else x.detach().requires_grad_(True)
     return leaf, _value(func, operator, check, leaf)
 
 
@@ -189,7 +192,7 @@ def _grad_and_value(
     func: Callable[..., Any], x: Any, operator: str = "grad_and_value"
 ) -> tuple[Any, Any]:
     leaf, value = _recorded(func, operator, x, check_scalar_output)
-    return _pulled_back(value, leaf, torch.ones_like(value)), value.detach()
+    return _pulled_back(value, leaf, None), value.detach()
 
 
 def _hessian_recorded(
@@ -197,7 +200,7 @@ def _hessian_recorded(
 ) -> tuple[Any, Any, Any, Any]:
     """``(leaf, H, g, f(x))``, reverse over reverse; H's graph recorded if ``graph``."""
     leaf, value = _recorded(func, operator, x, check_scalar_output)
-    grad = _pulled_back(value, leaf, torch.ones_like(value), graph=True)
+    grad = _pulled_back(value, leaf, None, graph=True)
     hessian = _rows_pulled_back(grad, leaf, graph=graph)
     return leaf, hessian, grad.detach(), value.detach()
 
@@ -319,8 +322,13 @@ _FUNC_TRANSFORMS: dict[str, Callable[..., tuple[Any, ...]]] = {
 
 
 def _to_numpy(value: Any, dtype: np.dtype[Any]) -> Any:
-    # A copy, as the tensor may be x itself or one that a pullback keeps.
-    return as_output(np.array(value.detach().cpu().numpy(), dtype=dtype))
+    # A copy, as the tensor may be x itself or one that a pullback keeps. Each
+    # call into PyTorch costs microseconds, so only those that are needed.
+    if value.requires_grad:
+        value = value.detach()
+    if value.device.type != "cpu":
+        value = value.cpu()
+    return as_output(np.array(value.numpy(), dtype=dtype))
 
 
 def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
@@ -490,7 +498,9 @@ class _Evaluate:
         self.device = device
 
     def __call__(self, x: np.ndarray) -> Any:
-        return self.function(_tensor(x, self.device))
+        # The leaf the graph starts from: x's buffer, a copy where a product is
+        # bound to it, which autograd never writes to.
+        return self.function(_tensor(x, self.device).requires_grad_(True))
 
 
 def _to_framework(device: Any, value: Any) -> Any:

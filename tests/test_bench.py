@@ -1,0 +1,78 @@
+"""``diffops bench`` runs, and what it compares agrees.
+
+No timing is asserted (CI machines are noisy): these tests check that the bench
+measures what its docs say, against hand-written forms that compute the same outputs
+as diffops by another route, and that it leaves the user's SymNum cache alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import diffops
+from diffops import bench, cache
+from diffops.operators import OPERATORS
+
+FAST = {"repeats": 1, "seconds_per_batch": 1e-4, "peer": False}
+
+
+def available(*backends: str) -> list[str]:
+    return [name for name in backends if diffops.get_backend(name).available]
+
+
+@pytest.mark.parametrize(
+    "operator",
+    ["vjp_and_value", "hessian_grad_and_value", "mtp_hessian_grad_and_value",
+     "mhp_jacobian_and_value"],
+)  # fmt: skip
+def test_the_bench_compares_with_the_fastest_hand_written_form(operator):
+    backends = available("jax", "torch", "autograd")
+    measurements = bench.run_bench(backends, [operator], [3], **FAST)
+    product = OPERATORS[operator].product is not None
+    targets = ["call", "product", "call+product"] if product else ["call"]
+    assert [(m.backend, m.target) for m in measurements] == [
+        (backend, target) for backend in backends for target in targets
+    ]
+    for m in measurements:
+        # Hand-written by another route, the same outputs to rounding.
+        assert m.max_deviation < 1e-12, (m.backend, m.target)
+        hand = {k: v for k, v in m.median_us.items() if k.startswith("hand: ")}
+        assert m.median_us["framework"] == min(hand.values())
+        assert hand[f"hand: {m.reference}"] == m.median_us["framework"]
+        assert m.median_us["diffops"] > 0
+    forms = {m.reference for m in measurements if m.backend == "torch"}
+    assert forms <= {"autograd.grad", "functional", "torch.func"}
+    table = bench.format_table(measurements)
+    assert all(m.reference in table for m in measurements)
+    if product:
+        assert "call+product" in table
+
+
+def test_jax_products_are_measured_against_the_two_call_bound():
+    if not available("jax"):
+        pytest.skip("jax is not installed")
+    forms = bench.hand_written("jax", "mtp_hessian_grad_and_value", lambda x: x @ x)
+    assert set(forms) == {"jit composite", "jit, product from (x, M)"}
+
+
+def test_symnum_is_built_cold_then_warm_in_a_cache_of_the_bench_own():
+    if not available("symnum"):
+        pytest.skip("symnum is not installed")
+    before, entries = os.environ.get("DIFFOPS_CACHE_DIR"), cache.summary().entries
+    (m,) = bench.run_bench(["symnum"], ["grad_and_value"], [3], **FAST)
+    assert m.warm_build_s is not None
+    assert m.warm_build_s >= 0
+    assert os.environ.get("DIFFOPS_CACHE_DIR") == before
+    assert cache.summary().entries == entries  # the suite's cache left alone
+    assert "warm build s" in bench.format_table([m])
+
+
+def test_sizes_beyond_a_backend_limit_are_left_out():
+    backends = available("autograd")
+    if not backends:
+        pytest.skip("autograd is not installed")
+    limit = bench.SIZE_LIMITS["autograd"]
+    measurements = bench.run_bench(backends, ["grad_and_value"], [3, limit + 1], **FAST)
+    assert [m.n for m in measurements] == [3]
