@@ -242,6 +242,18 @@ def test_no_cache_reads_and_writes_nothing(
     assert _entries(directory) == [entry]
 
 
+@pytest.mark.parametrize(
+    ("value", "off"),
+    [("1", True), ("yes", True), ("TRUE", True), ("0", False), ("false", False),
+     ("No", False), ("off", False), (" ", False), ("", False)],
+)  # fmt: skip
+def test_no_cache_is_read_as_people_write_it(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, value: str, off: bool
+) -> None:
+    monkeypatch.setenv("DIFFOPS_NO_CACHE", value)
+    assert cache.cache_directory() == (None if off else directory)
+
+
 def test_the_default_location_is_the_user_cache_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -316,6 +328,25 @@ def test_the_cache_command_shows_and_clears(
     assert _entries(directory) == []
     with no_generation(), pytest.raises(AssertionError, match="cache was not used"):
         symnum_backend.grad_and_value(_scaled(2.0))
+
+
+def test_clear_and_the_count_leave_other_files_alone(
+    directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cache directory may be shared scratch space: only entries are diffops'."""
+    _check_grad(2.0)
+    others = {
+        "run_config.json": "{}",
+        "notes.txt": "mine",
+        "results.tmp": "mine",
+        f"{'a' * 63}.json": "{}",  # one digit short of an entry's name
+    }
+    for name, text in others.items():
+        (directory / name).write_text(text)
+    assert cache.summary().entries == 1
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out == f"removed 1 entry from {directory}\n"
+    assert sorted(path.name for path in directory.iterdir()) == sorted(others)
 
 
 def test_the_cache_command_says_when_the_cache_is_off(

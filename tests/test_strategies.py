@@ -139,17 +139,44 @@ def test_torch_derivatives_that_vanish_are_zeros(kind):
     assert g.dtype == H.dtype == np.float64
 
 
-def test_torch_records_where_the_caller_turned_recording_off():
-    torch, functions = _torch_functions()
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_torch_records_where_the_caller_turned_recording_off(mode):
+    torch, _ = _torch_functions()
     x = np.array([0.5, -1.0, 2.0])
-    d = derivative("torch", "hessian_grad_and_value", functions["quadratic"])
-    with torch.no_grad():
-        H, g, _ = d(x)
-        vjp, _ = derivative("torch", "vjp_and_value", lambda x: x**2)(x)
-    product = vjp(np.ones(3))  # applied after recording is back on, too
-    np.testing.assert_allclose(H, np.eye(3), **TOLERANCE)
-    np.testing.assert_allclose(g, x, **TOLERANCE)
-    np.testing.assert_allclose(product, 2 * x, **TOLERANCE)
+
+    def f(x):  # f = Σ x³/6: g = x²/2, H = diag(x), mtp(M) = diag(M)
+        return torch.sum(x**3) / 6
+
+    def c(x):  # c = x²: J = diag(2x), vjp(u) = 2 u x, mhp(M) = 2 diag(M)
+        return x**2
+
+    with getattr(torch, mode)():
+        mtp, H, g, v = derivative("torch", "mtp_hessian_grad_and_value", f)(x)
+        mhp, J, _ = derivative("torch", "mhp_jacobian_and_value", c)(x)
+        vjp, _ = derivative("torch", "vjp_and_value", c)(x)
+        inside = mtp(np.eye(3))
+    np.testing.assert_allclose(H, np.diag(x), **TOLERANCE)
+    np.testing.assert_allclose(g, x**2 / 2, **TOLERANCE)
+    np.testing.assert_allclose(v, np.sum(x**3) / 6, **TOLERANCE)
+    np.testing.assert_allclose(J, np.diag(2 * x), **TOLERANCE)
+    np.testing.assert_allclose(inside, np.ones(3), **TOLERANCE)
+    # Applied after recording is back on, too.
+    np.testing.assert_allclose(mtp(np.diag([1.0, 2.0, 3.0])), [1, 2, 3], **TOLERANCE)
+    np.testing.assert_allclose(mhp(np.ones((3, 3))), 2 * np.ones(3), **TOLERANCE)
+    np.testing.assert_allclose(vjp(np.ones(3)), 2 * x, **TOLERANCE)
+
+
+def test_a_torch_product_whose_data_changed_in_place_says_so():
+    torch, _ = _torch_functions()
+    data = torch.tensor([1.0, 2.0], dtype=torch.float64)
+
+    def c(x):
+        return data * x[:2] ** 2
+
+    vjp, _ = derivative("torch", "vjp_and_value", c)(np.array([0.5, -1.0, 2.0]))
+    data.mul_(10.0)  # an optimiser step, the next batch of data
+    with pytest.raises(TypeError, match=r"changed in place after the product"):
+        vjp(np.ones(2))
 
 
 def test_torch_takes_detach_as_a_constant_as_pytorch_does():

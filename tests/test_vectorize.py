@@ -141,6 +141,32 @@ def test_a_hand_written_derivative_function_is_evaluated_row_by_row():
     assert_rows([vjp(us), value], [us * np.cos(X), np.sin(X)])
 
 
+def test_a_hand_written_product_stays_at_its_row_when_x_changes_in_place():
+    def vjp_and_value(x):  # the product keeps the x it was given
+        return (lambda u: u * np.cos(x)), np.sin(x)
+
+    X = points_for(QUARTIC)
+    points = X.copy()
+    vjp, _ = vectorize(vjp_and_value)(X)
+    X += 1.0  # the caller moves every point on, in place
+    us = np.random.default_rng(3).standard_normal(X.shape)
+    np.testing.assert_allclose(vjp(us), us * np.cos(points), rtol=1e-14)
+
+
+def test_a_hand_written_function_may_reuse_its_output_buffers():
+    buffer = np.empty(QUARTIC.n)
+
+    def grad_and_value(x):  # returns the same array at every call
+        np.cos(x, out=buffer)
+        return buffer, np.sum(np.sin(x))
+
+    X = points_for(QUARTIC)
+    grads, values = vectorize(grad_and_value)(X)
+    np.testing.assert_allclose(grads, np.cos(X), rtol=1e-14)
+    np.testing.assert_allclose(values, np.sum(np.sin(X), axis=1), rtol=1e-14)
+    assert not np.shares_memory(grads, buffer)
+
+
 def test_a_registered_backends_derivative_functions_are_vectorised_by_a_loop():
     def grad_and_value(func):
         return lambda x: (2 * x, func(x))

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +30,12 @@ from typing import Any, NamedTuple
 __all__ = ["CacheSummary", "cache_directory", "clear", "load", "store", "summary"]
 
 _SUFFIX = ".json"
+_TEMPORARY = (".diffops-", ".tmp")
+"""The prefix and suffix of a temporary file, renamed into an entry once written."""
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.json")
+"""An entry's file name: the SHA-256 of its key. Nothing else is diffops'."""
+_OFF = ("", "0", "false", "no", "off")
+"""Values of ``DIFFOPS_NO_CACHE`` that leave the cache on."""
 
 
 def cache_directory() -> Path | None:
@@ -36,10 +43,10 @@ def cache_directory() -> Path | None:
 
     Returns:
         ``DIFFOPS_CACHE_DIR`` if set, else the platform's user cache directory for
-        diffops; ``None`` if ``DIFFOPS_NO_CACHE`` is set to anything but ``0`` or
-        the empty string.
+        diffops; ``None`` if ``DIFFOPS_NO_CACHE`` is set to anything but ``0``,
+        ``false``, ``no``, ``off`` or the empty string.
     """
-    if os.environ.get("DIFFOPS_NO_CACHE", "0") not in ("0", ""):
+    if os.environ.get("DIFFOPS_NO_CACHE", "").strip().lower() not in _OFF:
         return None
     configured = os.environ.get("DIFFOPS_CACHE_DIR")
     if configured:
@@ -111,7 +118,8 @@ def store(key: str, payload: dict[str, Any]) -> None:
     text = json.dumps({"key": key, "payload": payload})
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        prefix, suffix = _TEMPORARY
+        descriptor, temporary = tempfile.mkstemp(suffix, prefix, directory)
     except OSError:
         return
     try:
@@ -144,23 +152,32 @@ def summary() -> CacheSummary:
         The :class:`CacheSummary`.
     """
     directory = cache_directory()
-    files = sorted(directory.glob("*" + _SUFFIX)) if directory else []
+    files = [file for file in _files(directory) if _ENTRY_NAME.fullmatch(file.name)]
     return CacheSummary(directory, len(files), sum(f.stat().st_size for f in files))
+
+
+def _files(directory: Path | None) -> list[Path]:
+    """The files in ``directory``, none where it is off or missing."""
+    if directory is None or not directory.is_dir():
+        return []
+    return sorted(file for file in directory.iterdir() if file.is_file())
 
 
 def clear() -> int:
     """Remove every entry (and temporary file) from the cache.
 
+    Only the files diffops writes there are removed: entries, named by the SHA-256 of
+    their key, and temporary files; anything else in the directory is left alone.
+
     Returns:
         How many entries were removed.
     """
-    directory = cache_directory()
-    if directory is None or not directory.is_dir():
-        return 0
+    prefix, suffix = _TEMPORARY
     removed = 0
-    for file in directory.iterdir():
-        if file.suffix in (_SUFFIX, ".tmp"):
+    for file in _files(cache_directory()):
+        entry = _ENTRY_NAME.fullmatch(file.name) is not None
+        if entry or (file.name.startswith(prefix) and file.name.endswith(suffix)):
             with contextlib.suppress(OSError):
                 file.unlink()
-                removed += file.suffix == _SUFFIX
+                removed += entry
     return removed

@@ -277,7 +277,9 @@ def _cache(arguments: argparse.Namespace) -> int:
         print("the cache is off (DIFFOPS_NO_CACHE is set)")
         return 0
     if arguments.action == "clear":
-        print(f"removed {cache.clear()} entries from {directory}")
+        removed = cache.clear()
+        entries = "entry" if removed == 1 else "entries"
+        print(f"removed {removed} {entries} from {directory}")
         return 0
     found = cache.summary()
     origin = "DIFFOPS_CACHE_DIR" if os.environ.get("DIFFOPS_CACHE_DIR") else "default"

@@ -359,11 +359,17 @@ class BoundProduct:
             str(record.product),
         )
         runtime = self._derivative.runtime
-        if runtime.lock is None:
-            product = runtime.apply(self._state, argument)
-        else:
-            with runtime.lock:
+        try:
+            if runtime.lock is None:
                 product = runtime.apply(self._state, argument)
+            else:
+                with runtime.lock:
+                    product = runtime.apply(self._state, argument)
+        except Exception as error:
+            explained = self._derivative._explained(error)
+            if explained is None:
+                raise
+            raise explained from error
         if runtime.to_numpy is not None:
             product = runtime.to_numpy(product, self._dtype)
         result: np.ndarray = product

@@ -258,12 +258,28 @@ class VectorizedDerivative:
         return (batched, *arrays)
 
     def _looped(self, points: np.ndarray) -> tuple[Any, ...]:
+        """The outputs at every row, by a call per row.
+
+        Each call gets a copy of its row (a product may keep it), and each output is
+        copied into the result as it comes (the function may reuse its buffers).
+        """
         derivative = self.derivative
-        columns = list(zip(*map(_as_tuple, map(derivative, points)), strict=True))
-        if not callable(columns[0][0]):
-            return tuple(map(np.array, columns))
-        products = list(columns[0])
-        arrays = list(map(np.array, columns[1:]))
+        products: list[Any] = []
+        arrays: list[np.ndarray] = []
+        for row, point in enumerate(points):
+            outputs = _as_tuple(derivative(point.copy()))
+            if callable(outputs[0]):
+                products.append(outputs[0])
+                outputs = outputs[1:]
+            if row == 0:
+                arrays = [
+                    np.empty((len(points), *np.shape(output)), np.result_type(output))
+                    for output in outputs
+                ]
+            for array, output in zip(arrays, outputs, strict=True):
+                array[row] = output
+        if not products:
+            return tuple(arrays)
         name = getattr(products[0], "name", "product")
         return (BatchedProduct(self, points.copy(), products, arrays[0], name), *arrays)
 

@@ -159,18 +159,26 @@ def _recorded(
     """``(leaf, func(leaf))``: the graph of ``func`` recorded from a leaf at ``x``."""
     # A leaf of the caller's own (as _Evaluate makes) is used as it is: the graph
     # starts there and no .grad accumulates, as torch.autograd.grad does not.
-    leaf = x if x.is_leaf and x.requires_grad else x.detach().requires_grad_(True)
+    if x.is_leaf and x.requires_grad:
+        leaf = x
+    elif x.is_inference():  # made under torch.inference_mode: it cannot record
+        leaf = x.clone().requires_grad_(True)
+    else:
+        leaf = x.detach().requires_grad_(True)
     return leaf, _value(func, operator, check, leaf)
 
 
 def _recording(
     transform: Callable[..., tuple[Any, ...]],
 ) -> Callable[..., tuple[Any, ...]]:
-    """``transform`` recording the graph even where the caller turned it off."""
+    """``transform``, recording the graph even where the caller turned it off.
+
+    With :class:`torch.no_grad` or :class:`torch.inference_mode`.
+    """
 
     @functools.wraps(transform)
     def recording(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():
             return transform(*args, **kwargs)
 
     return recording
@@ -348,6 +356,12 @@ def _explain(error: BaseException) -> str | None:
         return numpy_call
     if isinstance(error, TypeError) and "unexpected keyword argument 'axis'" in text:
         return numpy_call  # NumPy's reductions call the tensor's with axis=
+    if isinstance(error, RuntimeError) and "modified by an inplace operation" in text:
+        return (
+            "a tensor it reads (data, a model's parameters) was changed in place "
+            "after the product was made, and PyTorch kept that tensor to compute "
+            "the product: make the product again after changing the data."
+        )
     if isinstance(error, RuntimeError) and "in-place operation" in text:
         return (
             "it assigns into x, or into a view of it, in place (x[i] = v), which "
@@ -498,6 +512,9 @@ class _Evaluate:
         self.device = device
 
     def __call__(self, x: np.ndarray) -> Any:
+        if torch.is_inference_mode_enabled():  # a tensor made here cannot record
+            with torch.inference_mode(False):
+                return self.function(_tensor(x, self.device))
         # The leaf the graph starts from: x's buffer, a copy where a product is
         # bound to it, which autograd never writes to.
         return self.function(_tensor(x, self.device).requires_grad_(True))
