@@ -206,3 +206,27 @@ def test_torch_one_point_and_many_agree(operator, case):
         )
         for many, single in zip(batched[1:], one[1:], strict=True):
             np.testing.assert_allclose(many[i], single, **TOLERANCE)
+
+
+def cubic_and_sine(x):
+    """``f = Σ x³/6 + Σ sin x``: ``g = x²/2 + cos x``; at module level, to pickle."""
+    import torch
+
+    return torch.sum(x**3) / 6 + torch.sum(torch.sin(x))
+
+
+def test_torch_compile_for_first_order_operators():
+    torch_backend = backend_module("torch")
+    f = cubic_and_sine
+    d = torch_backend.return_numpy_arrays(torch_backend.grad_and_value(f), compile=True)
+    x = np.array([0.5, -1.0, 2.0])
+    g, v = d(x)
+    np.testing.assert_allclose(g, x**2 / 2 + np.cos(x), **TOLERANCE)
+    np.testing.assert_allclose(v, np.sum(x**3) / 6 + np.sum(np.sin(x)), **TOLERANCE)
+    again = pickle.loads(pickle.dumps(d))  # compiled again where unpickled
+    assert again._rebuild[1][2] is True
+    np.testing.assert_allclose(again(x + 1)[0], (x + 1) ** 2 / 2 + np.cos(x + 1))
+    with pytest.raises(ValueError, match=r"compile=True is for vjp_and_value and"):
+        torch_backend.return_numpy_arrays(
+            torch_backend.hessian_grad_and_value(f), compile=True
+        )

@@ -62,7 +62,16 @@ __all__ = [
 ]
 
 DEFAULT_SIZES = (3, 30, 300, 1000)
-SIZE_LIMITS = {"symnum": 30, "autograd": 300, "jax_nojit": 300, "torch": 300}
+TORCH_COMPILE = "torch+compile"
+"""The bench's name for the ``torch`` backend with ``compile=True``, measured for its
+first-order operators against the tape by hand on :func:`torch.compile`'s code."""
+SIZE_LIMITS = {
+    "symnum": 30,
+    "autograd": 300,
+    "jax_nojit": 300,
+    "torch": 300,
+    TORCH_COMPILE: 300,
+}
 """Largest ``n`` the bench measures per backend (default: any): SymNum generates
 code for minutes beyond 30, and Hessians op by op take seconds beyond 300."""
 
@@ -348,6 +357,26 @@ def _torch_forms(operator: str, func: Callable[..., Any]) -> Any:
     return forms
 
 
+def _torch_compilable() -> tuple[str, ...]:
+    from diffops.backends.torch import COMPILABLE
+
+    return COMPILABLE
+
+
+def _torch_compiled_derivative(operator: str, func: Callable[..., Any]) -> Any:
+    from diffops.backends import torch as torch_backend
+
+    traced = getattr(torch_backend, operator)(func)
+    return torch_backend.return_numpy_arrays(traced, compile=True)
+
+
+def _torch_compiled_forms(operator: str, func: Callable[..., Any]) -> Any:
+    import torch
+
+    compiled = torch.compile(func)
+    return {"autograd.grad, compiled": _torch_form(_torch_tape, operator, compiled)}
+
+
 def hand_written(
     backend: str, operator: str, func: Callable[..., Any]
 ) -> dict[str, Callable[..., Any]]:
@@ -554,7 +583,10 @@ def run_bench(
     Returns:
         One :class:`Measurement` per backend, operator, size and target.
     """
-    backends = tuple(available_backends() if backends is None else backends)
+    if backends is None:
+        backends = available_backends()
+        if "torch" in backends:
+            backends = (*backends, TORCH_COMPILE)
     unknown = sorted(set(operators) - set(DIFF_OPS))
     if unknown:
         msg = f"operators must be among {DIFF_OPS}; got {unknown}."
@@ -565,6 +597,7 @@ def run_bench(
         for backend in backends
         for n in _measured_sizes(backend, sizes)
         for operator in operators
+        if backend != TORCH_COMPILE or operator in _torch_compilable()
     ]
     bar = _Progress(len(cases), progress)
     rng = np.random.default_rng(0)
@@ -588,16 +621,22 @@ def _measure(
     seconds_per_batch: float,
 ) -> list[Measurement]:
     """The measurements of one backend, operator and size: one per target."""
-    xp = array_namespace(backend)
+    compiled = backend == TORCH_COMPILE
+    xp = array_namespace("torch" if compiled else backend)
     func = _SAMPLE_FUNCTIONS[OPERATORS[operator].applies_to](xp, n)
     x = rng.uniform(-1, 1, n)
-    build = functools.partial(
-        autodiff_fallback, None, func, operator, operator, backend
-    )
+    if compiled:
+        build = functools.partial(_torch_compiled_derivative, operator, func)
+        forms = _torch_compiled_forms(operator, func)
+    else:
+        build = functools.partial(
+            autodiff_fallback, None, func, operator, operator, backend
+        )
+        forms = hand_written(backend, operator, func)
     builders: dict[str, Callable[[], Callable[..., Any]]] = {"diffops": build}
     if with_peer and backend in _PEER_BACKENDS:
         builders["peer"] = functools.partial(_peer, backend, operator, func)
-    for name, form in hand_written(backend, operator, func).items():
+    for name, form in forms.items():
         builders[f"hand: {name}"] = functools.partial(lambda form: form, form)
     built = {name: _timed_build(builder, x) for name, builder in builders.items()}
     call = Measurement(backend, operator, n, "call")
@@ -882,14 +921,14 @@ def format_table(measurements: Sequence[Measurement]) -> str:
     call (compilation, symbolic generation), and SymNum's build from its cache.
     """
     header = (
-        f"{'backend':<10}{'operator':<9}{'n':>5} {'what':<13}{'diffops µs':>11}"
+        f"{'backend':<14}{'operator':<9}{'n':>5} {'what':<13}{'diffops µs':>11}"
         f"{'by hand µs':>11}{'ours/hand':>10}  {'fastest by hand':<25}"
         f"{'mici µs':>10}{'mici/ours':>10}{'max |Δ|':>9}"
     )
     lines = ["Time per call", "", header, "-" * len(header)]
     for m in measurements:
         lines.append(
-            f"{m.backend:<10}{short_name(m.operator):<9}{m.n:>5} {m.target:<13}"
+            f"{m.backend:<14}{short_name(m.operator):<9}{m.n:>5} {m.target:<13}"
             f"{_figure(m.median_us.get('diffops')):>11}"
             f"{_figure(m.median_us.get('framework')):>11}"
             f"{_figure(m.ratio('diffops', 'framework'), 2):>10}  "
@@ -899,7 +938,7 @@ def format_table(measurements: Sequence[Measurement]) -> str:
             f"{m.max_deviation:>9.0e}"
         )
     header = (
-        f"{'backend':<10}{'operator':<9}{'n':>5} {'build s':>9}{'1st call s':>12}"
+        f"{'backend':<14}{'operator':<9}{'n':>5} {'build s':>9}{'1st call s':>12}"
         f"{'warm build s':>14}"
     )
     lines += ["", "One-off costs of diffops' derivative functions", "", header]
@@ -907,7 +946,7 @@ def format_table(measurements: Sequence[Measurement]) -> str:
     for m in measurements:
         if m.target == "call":
             lines.append(
-                f"{m.backend:<10}{short_name(m.operator):<9}{m.n:>5} "
+                f"{m.backend:<14}{short_name(m.operator):<9}{m.n:>5} "
                 f"{_figure(m.build_s.get('diffops'), 3):>9}"
                 f"{_figure(m.first_call_s.get('diffops'), 3):>12}"
                 f"{_figure(m.warm_build_s, 3):>14}"

@@ -60,6 +60,7 @@ else:
 
 __all__ = [
     "AVAILABLE",
+    "COMPILABLE",
     "FRAMEWORK",
     "Pullback",
     "grad_and_value",
@@ -178,6 +179,8 @@ def _recording(
 
     @functools.wraps(transform)
     def recording(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return transform(*args, **kwargs)  # as is usual: no context to enter
         with torch.inference_mode(False), torch.enable_grad():
             return transform(*args, **kwargs)
 
@@ -334,7 +337,7 @@ def _to_numpy(value: Any, dtype: np.dtype[Any]) -> Any:
     # call into PyTorch costs microseconds, so only those that are needed.
     if value.requires_grad:
         value = value.detach()
-    if value.device.type != "cpu":
+    if not value.is_cpu:
         value = value.cpu()
     return as_output(np.array(value.numpy(), dtype=dtype))
 
@@ -534,8 +537,13 @@ def _output_to_numpy(value: Any) -> Any:
     return value
 
 
+COMPILABLE = ("vjp_and_value", "grad_and_value")
+"""The operators ``return_numpy_arrays(..., compile=True)`` takes: those of first
+order, as :func:`torch.compile` cannot differentiate its code twice."""
+
+
 def return_numpy_arrays(
-    function: Callable[..., Any], device: Any = None
+    function: Callable[..., Any], device: Any = None, compile: bool = False
 ) -> DerivativeFunction | NumpyReturningFunction:
     """Make a torch function take and return NumPy arrays.
 
@@ -546,23 +554,38 @@ def return_numpy_arrays(
             module's operators.
         device: Where to compute: a :class:`torch.device` or its name, such as
             ``"cuda"``; ``None`` for the CPU.
+        compile: Whether to compile the user's function with :func:`torch.compile`
+            (and so its backward pass), for the operators in :data:`COMPILABLE`.
+            On the CPU this makes a gradient about 1.3 times faster for a
+            compilation of 2-20 s on the first call, in every process: worth it for
+            hundreds of thousands of calls (see the docs' "Choosing a backend").
 
     Returns:
         For a derivative function, the :class:`~diffops.DerivativeFunction` users
         call; for any other function, a
         :class:`~diffops.functions.NumpyReturningFunction`.
+
+    Raises:
+        ValueError: If ``compile`` is asked for an operator not in
+            :data:`COMPILABLE`.
     """
     device = None if device is None else torch.device(device)
-    rebuild = (return_numpy_arrays, (function, device))
+    rebuild = (return_numpy_arrays, (function, device, compile))
     if isinstance(function, FrameworkDerivative):
+        evaluated = function
+        if compile:
+            evaluated = _compiled(function)
         return DerivativeFunction(
             function.operator,
-            _Evaluate(function, device),
+            _Evaluate(evaluated, device),
             RUNTIME,
             rebuild,
             func=function.func,
             traced=function,
         )
+    if compile:
+        msg = "compile=True is for derivative functions made by this module."
+        raise ValueError(msg)
     return NumpyReturningFunction(
         function,
         function,
@@ -570,3 +593,16 @@ def return_numpy_arrays(
         _output_to_numpy,
         rebuild,
     )
+
+
+def _compiled(function: FrameworkDerivative) -> FrameworkDerivative:
+    """``function`` computed from :func:`torch.compile` of the user's function."""
+    if function.operator not in COMPILABLE:
+        msg = (
+            f"compile=True is for {' and '.join(COMPILABLE)}; {function.operator} "
+            "differentiates twice, which torch.compile cannot (PyTorch's "
+            "aot_autograd has no double backward): leave compile out for it."
+        )
+        raise ValueError(msg)
+    compiled = torch.compile(function.func)
+    return FrameworkDerivative(function.operator, function.transform, compiled)
