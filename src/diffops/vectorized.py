@@ -134,6 +134,23 @@ def _as_tuple(outputs: Any) -> tuple[Any, ...]:
     return outputs if isinstance(outputs, tuple) else (outputs,)
 
 
+def _copied_columns(
+    derivative: Callable[..., Any], points: np.ndarray
+) -> list[tuple[Any, ...]]:
+    """Each output of ``derivative`` at every row, each a copy; products as they are.
+
+    Each call gets a copy of its row, which a product it returns may keep.
+    """
+    rows = [
+        tuple(
+            output if callable(output) else np.array(output)
+            for output in _as_tuple(derivative(point.copy()))
+        )
+        for point in points
+    ]
+    return list(zip(*rows, strict=True))
+
+
 def _shape_of(value: Any) -> tuple[int, ...] | None:
     shape = getattr(value, "shape", None)
     if shape is not None:
@@ -260,26 +277,20 @@ class VectorizedDerivative:
     def _looped(self, points: np.ndarray) -> tuple[Any, ...]:
         """The outputs at every row, by a call per row.
 
-        Each call gets a copy of its row (a product may keep it), and each output is
-        copied into the result as it comes (the function may reuse its buffers).
+        diffops' own derivative functions return new arrays and bind their products
+        to a copy of the point, so their outputs are stacked at the end. Any other
+        function gets a copy of each row (its product may keep it), and its outputs
+        are copied into the result as they come (it may reuse its buffers).
         """
         derivative = self.derivative
-        products: list[Any] = []
-        arrays: list[np.ndarray] = []
-        for row, point in enumerate(points):
-            outputs = _as_tuple(derivative(point.copy()))
-            if callable(outputs[0]):
-                products.append(outputs[0])
-                outputs = outputs[1:]
-            if row == 0:
-                arrays = [
-                    np.empty((len(points), *np.shape(output)), np.result_type(output))
-                    for output in outputs
-                ]
-            for array, output in zip(arrays, outputs, strict=True):
-                array[row] = output
-        if not products:
-            return tuple(arrays)
+        if isinstance(derivative, DerivativeFunction):
+            columns = list(zip(*map(derivative, points), strict=True))
+        else:
+            columns = _copied_columns(derivative, points)
+        if not callable(columns[0][0]):
+            return tuple(map(np.array, columns))
+        products = list(columns[0])
+        arrays = list(map(np.array, columns[1:]))
         name = getattr(products[0], "name", "product")
         return (BatchedProduct(self, points.copy(), products, arrays[0], name), *arrays)
 
