@@ -556,9 +556,10 @@ def return_numpy_arrays(
             ``"cuda"``; ``None`` for the CPU.
         compile: Whether to compile the user's function with :func:`torch.compile`
             (and so its backward pass), for the operators in :data:`COMPILABLE`.
-            On the CPU this makes a gradient about 1.3 times faster for a
-            compilation of 2-20 s on the first call, in every process: worth it for
-            hundreds of thousands of calls (see the docs' "Choosing a backend").
+            On the CPU this makes a gradient at ``n = 300`` about 1.25 times faster
+            (at small ``n``, no reliable gain) for a compilation of 2-12 s on the
+            first call, in every process: worth it for long runs only (see the
+            docs' "Choosing a backend").
 
     Returns:
         For a derivative function, the :class:`~diffops.DerivativeFunction` users
