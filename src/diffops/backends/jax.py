@@ -243,7 +243,7 @@ class _FromPoint:
 
 
 class _Recomputing:
-    """The compiled evaluation of ``mtp`` or ``mhp`` that picks how to product.
+    """The compiled evaluation of ``mtp`` or ``mhp``, choosing how the product runs.
 
     Up to ``n =`` :data:`RECOMPUTE_UP_TO`, it computes the outputs after the product
     only (``H, g, f(x)`` or ``J, c(x)``), and the product's state is the point; beyond,
