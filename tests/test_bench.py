@@ -8,11 +8,13 @@ as diffops by another route, and that it leaves the user's SymNum cache alone.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
 import diffops
 from diffops import bench, cache
+from diffops.cli import main
 from diffops.operators import OPERATORS
 
 FAST = {"repeats": 1, "seconds_per_batch": 1e-4, "peer": False}
@@ -76,3 +78,31 @@ def test_sizes_beyond_a_backend_limit_are_left_out():
     limit = bench.SIZE_LIMITS["autograd"]
     measurements = bench.run_bench(backends, ["grad_and_value"], [3, limit + 1], **FAST)
     assert [m.n for m in measurements] == [3]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--backend", "nosuch"], r"measures the backends .*; got 'nosuch'"),
+        (["--size", "0"], r"--size: must be a positive integer; got '0'"),
+        (["--repeats", "-1"], r"--repeats: must be a positive integer"),
+        (["--batch", "0"], r"--batch: must be a positive integer"),
+    ],
+)
+def test_the_bench_command_refuses_what_it_cannot_measure(arguments, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", *arguments])
+    assert exited.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_torch_compile_is_measured_only_where_it_can_be(capsys):
+    if not available("torch"):
+        pytest.skip("torch is not installed")
+    for arguments in (
+        ["--backend", "torch+compile", "--operator", "hessian_grad_and_value"],
+        ["--batch", "10", "--backend", "torch+compile"],
+    ):
+        with pytest.raises(SystemExit):
+            main(["bench", *arguments])
+        assert "torch+compile" in capsys.readouterr().err

@@ -167,6 +167,52 @@ def test_a_hand_written_function_may_reuse_its_output_buffers():
     assert not np.shares_memory(grads, buffer)
 
 
+def test_a_hand_written_product_may_reuse_its_output_buffer():
+    buffer = np.empty(QUARTIC.n)
+
+    def vjp_and_value(x):
+        def vjp(u):  # returns the same array at every call
+            return np.multiply(u, np.cos(x), out=buffer)
+
+        return vjp, np.sin(x)
+
+    X = points_for(QUARTIC)
+    vjp, _ = vectorize(vjp_and_value)(X)
+    us = np.random.default_rng(4).standard_normal(X.shape)
+    np.testing.assert_allclose(vjp(us), us * np.cos(X), rtol=1e-14)
+    np.testing.assert_allclose(vjp(us[0]), us[0] * np.cos(X), rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("returned", "error", "message"),
+    [
+        (lambda x: (None, 1.0), TypeError, r"arrays of numbers; output 0 at row 0"),
+        (lambda x: ("abc", 1.0), TypeError, r"output 0 at row 0 of X is str"),
+        (
+            lambda x: (np.ones(int(x[0] > 0) + 1), 1.0),
+            ValueError,
+            r"shapes \[\(1,\), \(\)\] at row 1 of X but \[\(2,\), \(\)\] at row 0",
+        ),
+    ],
+)
+def test_a_hand_written_function_returning_what_cannot_stack_is_refused(
+    returned, error, message
+):
+    X = np.array([[1.0, 2.0], [-1.0, 2.0]])
+    with pytest.raises(error, match=message):
+        vectorize(returned)(X)
+
+
+def test_a_hand_written_product_of_the_wrong_length_is_refused():
+    def vjp_and_value(x):
+        return (lambda u: np.ones(7)), np.sin(x)
+
+    vjp, _ = vectorize(vjp_and_value)(points_for(QUARTIC))
+    expected = r"product of row 0 returned .* \(7,\); .* \(4,\)"
+    with pytest.raises(ValueError, match=expected):
+        vjp(np.ones(QUARTIC.n))
+
+
 def test_a_registered_backends_derivative_functions_are_vectorised_by_a_loop():
     def grad_and_value(func):
         return lambda x: (2 * x, func(x))

@@ -65,6 +65,8 @@ DEFAULT_SIZES = (3, 30, 300, 1000)
 TORCH_COMPILE = "torch+compile"
 """The bench's name for the ``torch`` backend with ``compile=True``, measured for its
 first-order operators against the tape by hand on :func:`torch.compile`'s code."""
+MEASURED_BACKENDS = ("jax", "jax_nojit", "autograd", "symnum", "torch", TORCH_COMPILE)
+"""The backends the bench can measure: those it has hand-written forms for."""
 SIZE_LIMITS = {
     "symnum": 30,
     "autograd": 300,
@@ -583,14 +585,7 @@ def run_bench(
     Returns:
         One :class:`Measurement` per backend, operator, size and target.
     """
-    if backends is None:
-        backends = available_backends()
-        if "torch" in backends:
-            backends = (*backends, TORCH_COMPILE)
-    unknown = sorted(set(operators) - set(DIFF_OPS))
-    if unknown:
-        msg = f"operators must be among {DIFF_OPS}; got {unknown}."
-        raise ValueError(msg)
+    backends = checked_backends(backends, operators)
     with_peer = peer and _peer_available()
     cases = [
         (backend, operator, n)
@@ -609,6 +604,52 @@ def run_bench(
                                      seconds_per_batch)  # fmt: skip
     bar.close()
     return measurements
+
+
+def measurable_backends() -> tuple[str, ...]:
+    """The backends of :data:`MEASURED_BACKENDS` whose framework is installed here."""
+    available = available_backends()
+    framework = {TORCH_COMPILE: "torch"}
+    return tuple(b for b in MEASURED_BACKENDS if framework.get(b, b) in available)
+
+
+def checked_backends(
+    backends: Sequence[str] | None, operators: Sequence[str], batch: bool = False
+) -> tuple[str, ...]:
+    """``backends`` (default: every measurable one), or a ``ValueError`` saying why not.
+
+    Args:
+        backends: Backend names asked for, or ``None``.
+        operators: Operators asked for.
+        batch: Whether for :func:`run_batch_bench`, which has no ``torch+compile``
+            (:func:`~diffops.vectorize` uses :mod:`torch.func`).
+
+    Returns:
+        The backends to measure.
+    """
+    unknown = sorted(set(operators) - set(DIFF_OPS))
+    if unknown:
+        msg = f"operators must be among {DIFF_OPS}; got {unknown}."
+        raise ValueError(msg)
+    measurable = measurable_backends()
+    if batch:
+        measurable = tuple(b for b in measurable if b != TORCH_COMPILE)
+    if backends is None:
+        return measurable
+    refused = [b for b in backends if b not in measurable]
+    if refused:
+        msg = (
+            f"the bench measures the backends {', '.join(measurable)} here; got "
+            f"{', '.join(map(repr, refused))}."
+        )
+        raise ValueError(msg)
+    if TORCH_COMPILE in backends and not set(operators) & set(_torch_compilable()):
+        msg = (
+            f"{TORCH_COMPILE} is measured for {' and '.join(_torch_compilable())} "
+            "only (torch.compile cannot differentiate twice)."
+        )
+        raise ValueError(msg)
+    return tuple(backends)
 
 
 def _measure(
@@ -797,7 +838,7 @@ def run_batch_bench(
     """
     from diffops.vectorized import vectorize
 
-    backends = tuple(available_backends() if backends is None else backends)
+    backends = checked_backends(backends, operators, batch=True)
     cases = [
         (backend, operator, n)
         for backend in backends

@@ -76,14 +76,32 @@ def _demo(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """An argument that must be a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a positive integer; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _bench(arguments: argparse.Namespace) -> int:
     from diffops import bench
 
     _enable_jax_float64()
     progress = sys.stderr if sys.stderr.isatty() or arguments.progress else None
+    try:
+        bench.checked_backends(
+            arguments.backend,
+            arguments.operator or DIFF_OPS,
+            batch=arguments.batch is not None,
+        )
+    except ValueError as error:
+        arguments.parser.error(str(error))
     if arguments.batch is not None:
-        if arguments.batch < 1:
-            arguments.parser.error(f"--batch must be positive; got {arguments.batch}")
         batch = bench.run_batch_bench(
             arguments.backend,
             arguments.operator or DIFF_OPS,
@@ -327,14 +345,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--size",
         action="append",
-        type=int,
+        type=_positive,
         metavar="N",
         help="dimension n (repeatable; default: 3, 30, 300, 1000, each up to the "
         "backend's limit)",
     )
     bench.add_argument(
         "--repeats",
-        type=int,
+        type=_positive,
         default=7,
         help="interleaved repeats per figure (default: 7)",
     )
@@ -348,14 +366,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--memory-calls",
-        type=int,
+        type=_positive,
         default=100_000,
         metavar="K",
         help="calls per function for --memory (default: 100000)",
     )
     bench.add_argument(
         "--batch",
-        type=int,
+        type=_positive,
         metavar="K",
         help="instead, the throughput of diffops.vectorize at K points against a "
         "loop of per-point calls (default sizes: 3, 30)",

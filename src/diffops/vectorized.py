@@ -139,16 +139,47 @@ def _copied_columns(
 ) -> list[tuple[Any, ...]]:
     """Each output of ``derivative`` at every row, each a copy; products as they are.
 
-    Each call gets a copy of its row, which a product it returns may keep.
+    Each call gets a copy of its row, which a product it returns may keep. Every
+    output that is not a product must be numbers, of the same shape at every row.
     """
-    rows = [
-        tuple(
-            output if callable(output) else np.array(output)
-            for output in _as_tuple(derivative(point.copy()))
+    columns: list[tuple[Any, ...]] = []
+    for row, point in enumerate(points):
+        outputs = tuple(
+            output if callable(output) else _numbers(output, derivative, index, row)
+            for index, output in enumerate(_as_tuple(derivative(point.copy())))
         )
-        for point in points
-    ]
-    return list(zip(*rows, strict=True))
+        if columns:
+            _check_like_first_row(derivative, columns[0], outputs, row)
+        columns.append(outputs)
+    return list(zip(*columns, strict=True))
+
+
+def _numbers(output: Any, derivative: Any, index: int, row: int) -> np.ndarray:
+    """``output`` as a new array of numbers, or a ``TypeError`` saying what it is."""
+    array = np.array(output)
+    if array.dtype.kind not in "biuf":
+        msg = (
+            f"vectorize needs {describe_function(derivative)} to return arrays of "
+            f"numbers; output {index} at row {row} of X is {type(output).__name__} "
+            f"of dtype {array.dtype}."
+        )
+        raise TypeError(msg)
+    return array
+
+
+def _check_like_first_row(
+    derivative: Any, first: tuple[Any, ...], outputs: tuple[Any, ...], row: int
+) -> None:
+    """A ``ValueError`` where row ``row``'s outputs differ in number or shape."""
+    shapes = [None if callable(o) else np.shape(o) for o in outputs]
+    expected = [None if callable(o) else np.shape(o) for o in first]
+    if shapes != expected:
+        msg = (
+            f"{describe_function(derivative)} returned outputs of shapes {shapes} at "
+            f"row {row} of X but {expected} at row 0; vectorize stacks them, so "
+            "they must agree."
+        )
+        raise ValueError(msg)
 
 
 def _shape_of(value: Any) -> tuple[int, ...] | None:
@@ -425,18 +456,31 @@ class BatchedProduct:
             raise (TypeError if given is None else ValueError)(msg)
         argument = as_product_argument(argument, shape, self._dtype, name, self.name)
         if self._apply is None:
-            products: list[BoundProduct] = self._states
-            return np.stack(
-                [
-                    product(argument if shared else argument[index])
-                    for index, product in enumerate(products)
-                ]
-            )
+            return self._applied_each(argument, shared)
         results = [
             self._apply(state, argument if shared else argument[rows], shared)
             for rows, state in self._states
         ]
         return np.concatenate(results)
+
+    def _applied_each(self, argument: np.ndarray, shared: bool) -> np.ndarray:
+        """Each row's product, applied in turn; each result copied as it comes.
+
+        A copy, as a hand-written product may return the same buffer every time.
+        """
+        k, n = self._points.shape
+        products: list[BoundProduct] = self._states
+        result = np.empty((k, n), self._dtype)
+        for index, product in enumerate(products):
+            row = np.asarray(product(argument if shared else argument[index]))
+            if row.shape != (n,):
+                msg = (
+                    f"the {self.name} of row {index} returned an array of shape "
+                    f"{row.shape}; a product returns one of shape ({n},)."
+                )
+                raise ValueError(msg)
+            result[index] = row
+        return result
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_batched_product_at, (self._vectorized, self._points))
