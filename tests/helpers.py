@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -98,6 +99,29 @@ def evaluate_cloudpickled(
     import cloudpickle
 
     return evaluate(cloudpickle.loads(blob), x, argument)
+
+
+def in_threads(work: Callable[[int], None], count: int) -> list[BaseException]:
+    """Run ``work(0)``, ..., ``work(count - 1)`` in threads at once; what they raised.
+
+    Each thread starts when all exist (a barrier), so that they overlap.
+    """
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def guarded(index: int) -> None:
+        try:
+            barrier.wait()
+            work(index)
+        except BaseException as error:  # reported to the caller
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return errors
 
 
 def run_python(

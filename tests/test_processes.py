@@ -14,7 +14,6 @@ import concurrent.futures
 import importlib
 import multiprocessing
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -29,6 +28,7 @@ from helpers import (
     derivative,
     evaluate,
     evaluate_cloudpickled,
+    in_threads,
 )
 
 from diffops import DIFF_OPS
@@ -159,26 +159,16 @@ def test_eight_threads_share_one_derivative_function(backend, operator):
     points = [x + 0.1 * k for k in range(3)]
     expected = [evaluate(function, point, argument) for point in points]
     results: dict[int, list] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
 
     def work(thread: int) -> None:
-        try:
-            barrier.wait()
-            for repeat in range(2):
-                for index, point in enumerate(points):
-                    results[thread * 1000 + repeat * 100 + index] = (
-                        evaluate(function, point, argument),
-                        expected[index],
-                    )
-        except BaseException as error:  # reported below, with the thread's traceback
-            errors.append(error)
+        for repeat in range(2):
+            for index, point in enumerate(points):
+                results[thread * 1000 + repeat * 100 + index] = (
+                    evaluate(function, point, argument),
+                    expected[index],
+                )
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    errors = in_threads(work, 8)
     assert not errors, errors
     assert len(results) == 8 * 2 * len(points)
     for got, want in results.values():

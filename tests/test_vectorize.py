@@ -5,14 +5,19 @@ chunks, on Dask, across processes and threads."""
 from __future__ import annotations
 
 import pickle
-import threading
 import types
 import warnings
 
 import numpy as np
 import pytest
 from functions import CUBES, MISTAKES, QUARTIC
-from helpers import INSTALLED_BACKENDS, argument_for, case_derivative, derivative
+from helpers import (
+    INSTALLED_BACKENDS,
+    argument_for,
+    case_derivative,
+    derivative,
+    in_threads,
+)
 
 import diffops
 from diffops import DIFF_OPS, vectorize
@@ -335,20 +340,13 @@ def test_threads_share_one_vectorised_derivative_function(backend):
     vectorized = vectorize(case_derivative(backend, "hessian_grad_and_value", QUARTIC))
     batches = [points_for(QUARTIC, k=6, seed=seed) for seed in range(4)]
     expected = [vectorized(X) for X in batches]
-    results, errors = {}, []
+    results = {}
 
     def work(index):
-        try:
-            for repeat in range(3):
-                results[index, repeat] = vectorized(batches[index])
-        except BaseException as error:  # reported below
-            errors.append(error)
+        for repeat in range(3):
+            results[index, repeat] = vectorized(batches[index])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    errors = in_threads(work, 4)
     assert not errors, errors
     for (index, _), outputs in results.items():
         assert_rows(outputs, expected[index])
