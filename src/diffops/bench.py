@@ -545,17 +545,16 @@ def _call_and_product(function: Callable[..., Any], x: Any, argument: Any) -> An
 @contextlib.contextmanager
 def _private_symnum_cache() -> Iterator[str]:
     """A new, empty SymNum code cache for the run: the first build is cold."""
-    saved = {name: os.environ.get(name) for name in ("DIFFOPS_CACHE_DIR",)}
+    saved = os.environ.get("DIFFOPS_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="diffops-bench-") as directory:
         os.environ["DIFFOPS_CACHE_DIR"] = directory
         try:
             yield directory
         finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            if saved is None:
+                os.environ.pop("DIFFOPS_CACHE_DIR", None)
+            else:
+                os.environ["DIFFOPS_CACHE_DIR"] = saved
 
 
 def run_bench(

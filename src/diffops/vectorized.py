@@ -143,13 +143,22 @@ def _copied_columns(
     output that is not a product must be numbers, of the same shape at every row.
     """
     columns: list[tuple[Any, ...]] = []
+    first: list[tuple[int, ...] | None] = []
     for row, point in enumerate(points):
         outputs = tuple(
             output if callable(output) else _numbers(output, derivative, index, row)
             for index, output in enumerate(_as_tuple(derivative(point.copy())))
         )
-        if columns:
-            _check_like_first_row(derivative, columns[0], outputs, row)
+        shapes = [None if callable(o) else o.shape for o in outputs]
+        if row == 0:
+            first = shapes
+        elif shapes != first:
+            msg = (
+                f"{describe_function(derivative)} returned outputs of shapes "
+                f"{shapes} at row {row} of X but {first} at row 0; vectorize stacks "
+                "them, so they must agree."
+            )
+            raise ValueError(msg)
         columns.append(outputs)
     return list(zip(*columns, strict=True))
 
@@ -165,21 +174,6 @@ def _numbers(output: Any, derivative: Any, index: int, row: int) -> np.ndarray:
         )
         raise TypeError(msg)
     return array
-
-
-def _check_like_first_row(
-    derivative: Any, first: tuple[Any, ...], outputs: tuple[Any, ...], row: int
-) -> None:
-    """A ``ValueError`` where row ``row``'s outputs differ in number or shape."""
-    shapes = [None if callable(o) else np.shape(o) for o in outputs]
-    expected = [None if callable(o) else np.shape(o) for o in first]
-    if shapes != expected:
-        msg = (
-            f"{describe_function(derivative)} returned outputs of shapes {shapes} at "
-            f"row {row} of X but {expected} at row 0; vectorize stacks them, so "
-            "they must agree."
-        )
-        raise ValueError(msg)
 
 
 def _shape_of(value: Any) -> tuple[int, ...] | None:
