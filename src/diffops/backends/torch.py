@@ -333,13 +333,23 @@ _FUNC_TRANSFORMS: dict[str, Callable[..., tuple[Any, ...]]] = {
 
 
 def _to_numpy(value: Any, dtype: np.dtype[Any]) -> Any:
-    # A copy, as the tensor may be x itself or one that a pullback keeps. Each
-    # call into PyTorch costs microseconds, so only those that are needed.
+    return as_output(_owned(value, dtype))
+
+
+def _owned(value: Any, dtype: np.dtype[Any] | None = None) -> np.ndarray:
+    """A tensor as a new NumPy array, the caller's own.
+
+    A tensor on the CPU may be ``x`` itself or one a pullback keeps, so it is copied;
+    one on another device is copied to the CPU by ``.cpu()``, into a tensor nothing
+    else holds, whose memory NumPy then takes as it is (a second copy took 3 times
+    the transfer of a Hessian from an H100). Each call into PyTorch costs
+    microseconds, so only those that are needed are made.
+    """
     if value.requires_grad:
         value = value.detach()
-    if not value.is_cpu:
-        value = value.cpu()
-    return as_output(np.array(value.numpy(), dtype=dtype))
+    if value.is_cpu:
+        return np.array(value.numpy(), dtype=dtype)
+    return np.asarray(value.cpu().numpy(), dtype=dtype)
 
 
 def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
@@ -532,9 +542,7 @@ def _to_framework(device: Any, value: Any) -> Any:
 
 
 def _output_to_numpy(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return np.array(value.detach().cpu().numpy())
-    return value
+    return _owned(value) if isinstance(value, torch.Tensor) else value
 
 
 COMPILABLE = ("vjp_and_value", "grad_and_value")

@@ -1,0 +1,168 @@
+"""The GPU paths the docs promise, where a GPU is present (skipped elsewhere).
+
+``torch`` on a GPU is ``return_numpy_arrays(operator(func), device="cuda")``; ``jax``
+computes on a GPU where that is JAX's default device. In both, inputs and outputs
+stay NumPy arrays. Each operator is compared with the hand-derived derivatives of
+``tests/functions.py`` (products with complex-step derivatives of them), and the
+outputs are checked to be the caller's own: writable, unmoved when ``x`` changes in
+place, and the product still at its point after pickling.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from functions import complex_step_derivative, render
+from helpers import CASE_FOR, derivative
+
+import diffops
+from diffops.operators import OPERATORS
+
+TOLERANCE = {"rtol": 1e-9, "atol": 1e-10}
+
+
+def _torch_cuda() -> bool:
+    if not diffops.get_backend("torch").available:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _jax_gpu() -> bool:
+    if not diffops.get_backend("jax").available:
+        return False
+    import jax
+
+    return jax.default_backend() == "gpu"
+
+
+torch_cuda = pytest.mark.skipif(not _torch_cuda(), reason="no CUDA device for torch")
+jax_gpu = pytest.mark.skipif(not _jax_gpu(), reason="JAX's default device is no GPU")
+operators = pytest.mark.parametrize("operator", tuple(OPERATORS))
+
+
+def torch_on_cuda(operator: str) -> diffops.DerivativeFunction:
+    from diffops.backends import torch as torch_backend
+
+    func = render(CASE_FOR[OPERATORS[operator].applies_to], "torch")
+    made = getattr(torch_backend, operator)(func)
+    return torch_backend.return_numpy_arrays(made, device="cuda")
+
+
+def expected(operator: str, x: np.ndarray, argument: np.ndarray | None) -> list:
+    """The outputs at ``x`` from the hand-derived formulas; a product applied."""
+    case = CASE_FOR[OPERATORS[operator].applies_to]
+    if OPERATORS[operator].applies_to == "scalar":
+        lower = [case.hessian(x), case.grad(x), case.value(x)]
+        below = {"grad_and_value": 1, "hessian_grad_and_value": 0}.get(operator, 0)
+        outputs = lower[below:]
+        derived = case.hessian
+    else:
+        outputs = [case.jacobian(x), case.value(x)]
+        if operator == "vjp_and_value":
+            outputs = outputs[1:]
+        derived = case.jacobian
+    if argument is None:
+        return outputs
+    if operator == "vjp_and_value":
+        product = argument @ case.jacobian(x)
+    else:
+        product = complex_step_derivative(lambda y: np.sum(argument * derived(y)), x)
+    return [product, *outputs]
+
+
+def argument(operator: str, x: np.ndarray) -> np.ndarray | None:
+    record = OPERATORS[operator]
+    if record.product is None:
+        return None
+    m = np.size(CASE_FOR[record.applies_to].value(x))
+    shape = record.concrete_argument_shape(x.size, m)
+    return np.random.default_rng(3).standard_normal(shape)
+
+
+def check_outputs_are_the_callers_own(function, operator: str) -> None:
+    case = CASE_FOR[OPERATORS[operator].applies_to]
+    x = case.point.copy()
+    M = argument(operator, x)
+    outputs = list(function(x))
+    at_x = [np.array(output) for output in outputs[M is not None :]]
+    product = outputs[0] if M is not None else None
+    x += 0.25  # in place: nothing returned moves, the product stays at its point
+    for output in outputs[M is not None :]:
+        assert isinstance(output, np.ndarray | np.floating), type(output)
+        if isinstance(output, np.ndarray):
+            assert output.flags.writeable
+    for output, kept in zip(outputs[M is not None :], at_x, strict=True):
+        np.testing.assert_array_equal(output, kept)
+    reference = expected(operator, case.point, M)
+    for actual, wanted in zip(at_x, reference[M is not None :], strict=True):
+        np.testing.assert_allclose(actual, wanted, **TOLERANCE)
+    if product is not None:
+        np.testing.assert_allclose(product(M), reference[0], **TOLERANCE)
+        unpickled = pickle.loads(pickle.dumps(product))
+        np.testing.assert_allclose(unpickled(M), reference[0], **TOLERANCE)
+
+
+def check_vectorized(function, operator: str) -> None:
+    case = CASE_FOR[OPERATORS[operator].applies_to]
+    X = case.point + np.random.default_rng(4).uniform(-0.2, 0.2, (3, case.n))
+    outputs = diffops.vectorize(function)(X)
+    M = argument(operator, case.point)
+    for i, x in enumerate(X):
+        reference = expected(operator, x, M)
+        if M is not None:
+            np.testing.assert_allclose(outputs[0](M)[i], reference[0], **TOLERANCE)
+        for batch, wanted in zip(
+            outputs[M is not None :], reference[M is not None :], strict=True
+        ):
+            np.testing.assert_allclose(np.asarray(batch)[i], wanted, **TOLERANCE)
+
+
+@torch_cuda
+@operators
+def test_torch_on_cuda_gives_the_hand_derived_outputs_as_numpy(operator):
+    function = torch_on_cuda(operator)
+    check_outputs_are_the_callers_own(function, operator)
+    # A tensor already on the GPU is an x like any other.
+    import torch
+
+    case = CASE_FOR[OPERATORS[operator].applies_to]
+    on_device = torch.tensor(case.point, device="cuda")
+    M = argument(operator, case.point)
+    outputs = function(on_device)[M is not None :]
+    wanted_outputs = expected(operator, case.point, M)[M is not None :]
+    for actual, wanted in zip(outputs, wanted_outputs, strict=True):
+        np.testing.assert_allclose(actual, wanted, **TOLERANCE)
+
+
+@torch_cuda
+@operators
+def test_a_torch_cuda_derivative_function_pickles_and_still_computes_there(operator):
+    function = pickle.loads(pickle.dumps(torch_on_cuda(operator)))
+    assert function.evaluate.device.type == "cuda"
+    check_outputs_are_the_callers_own(function, operator)
+
+
+@torch_cuda
+@operators
+def test_torch_on_cuda_vectorizes(operator):
+    check_vectorized(torch_on_cuda(operator), operator)
+
+
+@jax_gpu
+@operators
+def test_jax_on_its_default_gpu_gives_the_hand_derived_outputs_as_numpy(operator):
+    import jax
+
+    assert jax.config.read("jax_enable_x64")  # set by conftest: float64 references
+    func = render(CASE_FOR[OPERATORS[operator].applies_to], "jax")
+    for backend in ("jax", "jax_nojit"):
+        function = derivative(backend, operator, func)
+        check_outputs_are_the_callers_own(function, operator)
+        check_outputs_are_the_callers_own(
+            pickle.loads(pickle.dumps(function)), operator
+        )
+        check_vectorized(function, operator)
