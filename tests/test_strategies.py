@@ -1,12 +1,14 @@
 """Where a backend picks between ways of computing, every way gives the right answer.
 
 The compiled ``jax`` backend computes ``mtp`` and ``mhp`` from the point up to
-``n = RECOMPUTE_UP_TO`` and from the residuals of the evaluation beyond; both sides of
-the threshold are tested here, with the threshold moved so that small cases cross
-it. The ``torch`` backend computes at one point with PyTorch's tape and at many with
-:mod:`torch.func`; the tape's edge cases (outputs that do not depend on ``x``, a caller
-that turned recording off, ``.detach()``) are tested here. Expected values come from
-the hand-derived formulas (products by the complex step), never from diffops.
+``n = RECOMPUTE_UP_TO`` and from the residuals of the evaluation beyond, and returns
+outputs of at most ``PACK_UP_TO`` numbers packed in one array; both sides of each
+threshold are tested here, with the threshold moved so that small cases cross it, or
+at sizes on either side of it. The ``torch`` backend computes at one point with
+PyTorch's tape and at many with :mod:`torch.func`; the tape's edge cases (outputs
+that do not depend on ``x``, a caller that turned recording off, ``.detach()``) are
+tested here. Expected values come from the hand-derived formulas (products by the
+complex step), never from diffops.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from functions import (
     complex_step_derivative,
     render,
 )
-from helpers import derivative
+from helpers import derivative, in_threads
 
 import diffops
 
@@ -111,6 +113,113 @@ def test_jax_nojit_products_keep_the_residuals():
     np.testing.assert_allclose(
         product(argument), expected_product(SMOOTH, SMOOTH.point, argument), **TOLERANCE
     )
+
+
+def packed(outputs) -> bool:
+    """Whether a ``jax`` derivative function's arrays are views of one packed array."""
+    arrays = [output for output in outputs if isinstance(output, np.ndarray)]
+    return arrays[0].base is not None and all(
+        array.base is arrays[0].base for array in arrays
+    )
+
+
+def assert_the_callers_own(outputs, x) -> None:
+    """Writable arrays that share memory with nothing: not x, not each other."""
+    arrays = [output for output in outputs if isinstance(output, np.ndarray)]
+    for i, array in enumerate(arrays):
+        assert array.flags.writeable
+        assert not np.shares_memory(array, x)
+        for other in arrays[i + 1 :]:
+            assert not np.shares_memory(array, other)
+    kept = [np.array(output) for output in outputs]
+    for array in arrays:  # overwriting one output leaves every other as it was
+        array[...] = np.nan
+        for output, before in zip(outputs, kept, strict=True):
+            if output is not array:
+                np.testing.assert_array_equal(output, before)
+        array[...] = kept[[o is array for o in outputs].index(True)]
+
+
+PACKED_CASES = [
+    ("grad_and_value", SMOOTH),
+    ("hessian_grad_and_value", SMOOTH),
+    ("jacobian_and_value", SEVERAL_OUTPUTS),
+    ("mtp_hessian_grad_and_value", SMOOTH),
+    ("mhp_jacobian_and_value", SEVERAL_OUTPUTS),
+]
+
+
+@pytest.mark.parametrize("pack_up_to", [10_000, 0], ids=["below", "above"])
+@pytest.mark.parametrize(("operator", "case"), PACKED_CASES, ids=str)
+def test_jax_outputs_on_both_sides_of_the_packing_threshold(
+    operator, case, pack_up_to, monkeypatch
+):
+    jax_backend = backend_module("jax")
+    monkeypatch.setattr(jax_backend, "PACK_UP_TO", pack_up_to)
+    d = derivative("jax", operator, render(case, "jax"))  # laid out after the patch
+    x = case.point.copy()
+    outputs = list(d(x))
+    product = outputs.pop(0) if callable(outputs[0]) else None
+    assert packed(outputs) == (pack_up_to > 0)
+    if isinstance(case, ScalarCase):
+        expected = [case.hessian(x), case.grad(x), case.value(x)][-len(outputs) :]
+    else:
+        expected = [case.jacobian(x), case.value(x)]
+    for output, wanted in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(output, wanted, **TOLERANCE)
+    assert isinstance(outputs[-1], np.floating | np.ndarray)
+    if isinstance(case, ScalarCase):
+        assert isinstance(outputs[-1], np.float64)  # a NumPy scalar, packed or not
+    assert_the_callers_own(outputs, x)
+    point = x.copy()
+    x += 0.5  # in place: nothing returned moves, the product stays at its point
+    for output, wanted in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(output, wanted, **TOLERANCE)
+    if product is not None:
+        argument = np.random.default_rng(8).standard_normal(product.shape)
+        np.testing.assert_allclose(
+            product(argument), expected_product(case, point, argument), **TOLERANCE
+        )
+
+
+def test_jax_packs_small_outputs_only_and_each_size_its_own_way():
+    """One derivative function, at sizes either side of PACK_UP_TO, in either order."""
+    jax_backend = backend_module("jax")
+    import jax.numpy as jnp
+
+    def f(x):  # f = Σ x³/6: g = x²/2, H = diag(x)
+        return jnp.sum(x**3) / 6
+
+    d = derivative("jax", "hessian_grad_and_value", f)
+    small = 3  # 9 + 3 + 1 numbers
+    large = int(np.sqrt(jax_backend.PACK_UP_TO)) + 1  # n² alone is over the limit
+    for n in (small, large, small, large):
+        for dtype in (np.float64, np.float32):
+            x = np.linspace(-1.0, 2.0, n, dtype=dtype)
+            H, g, v = d(x)
+            assert packed([H, g]) == (n == small)
+            assert H.dtype == g.dtype == dtype
+            assert type(v) is dtype
+            tolerance = TOLERANCE if dtype == np.float64 else {"rtol": 1e-6}
+            np.testing.assert_allclose(H, np.diag(x), **tolerance)
+            np.testing.assert_allclose(g, x**2 / 2, **tolerance)
+            np.testing.assert_allclose(v, np.sum(x.astype(float) ** 3) / 6, **tolerance)
+
+
+def test_threads_first_calling_at_once_get_their_own_outputs():
+    backend_module("jax")
+    d = derivative("jax", "hessian_grad_and_value", render(SMOOTH, "jax"))
+    points = SMOOTH.point + np.linspace(0.0, 0.3, 8)[:, None]
+    results = [None] * len(points)
+
+    def work(i):
+        results[i] = d(points[i])
+
+    assert not in_threads(work, len(points))
+    for x, (H, g, v) in zip(points, results, strict=True):
+        np.testing.assert_allclose(H, SMOOTH.hessian(x), **TOLERANCE)
+        np.testing.assert_allclose(g, SMOOTH.grad(x), **TOLERANCE)
+        np.testing.assert_allclose(v, SMOOTH.value(x), **TOLERANCE)
 
 
 # The torch tape's edge cases.
