@@ -57,6 +57,13 @@ def expected_outputs(case: ScalarCase | VectorCase, operator: str, x, argument):
     return outputs
 
 
+def root(array: np.ndarray) -> np.ndarray:
+    """The NumPy array whose memory ``array`` is a view of, or ``array``."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
 def in_another_thread(function, *arguments):
     result = []
     thread = threading.Thread(target=lambda: result.append(function(*arguments)))
@@ -79,9 +86,12 @@ def test_nothing_returned_moves_when_x_is_updated_in_place(backend, operator, wh
     argument = argument_for(operator, x, case)
     expected = expected_outputs(case, operator, case.point, argument)
     outputs = list(function(x))
-    for output in outputs:
-        if isinstance(output, np.ndarray):
-            assert not np.shares_memory(output, x)
+    arrays = [output for output in outputs if isinstance(output, np.ndarray)]
+    for i, array in enumerate(arrays):
+        assert array.flags.writeable
+        assert not np.shares_memory(root(array), x)
+        for other in arrays[i + 1 :]:  # not even through .base
+            assert not np.shares_memory(root(array), root(other))
     x += 0.5  # as a leapfrog step does
     function(x)  # and the function moves on to the new point
     if OPERATORS[operator].product is not None:

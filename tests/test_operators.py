@@ -12,6 +12,8 @@ import pytest
 from functions import SCALAR_CASES, VECTOR_CASES, complex_step_derivative, render
 from helpers import derivative
 
+import diffops
+
 TOLERANCE = {"rtol": 1e-9, "atol": 1e-10}
 rng = np.random.default_rng(7)
 
@@ -128,3 +130,36 @@ def test_products_accept_lists(backend):
     case = VECTOR_CASES[0]
     vjp, _ = derivative(backend, "vjp_and_value", render(case, backend))(case.point)
     assert_close(vjp([1, 2]), np.array([1.0, 2.0]) @ case.jacobian(case.point))
+
+
+@pytest.mark.parametrize(
+    ("backend", "constant"),
+    [
+        *((backend, constant) for backend in ("jax", "jax_nojit") for constant in (3,)),
+        *(
+            (backend, constant)
+            for backend in ("jax", "jax_nojit", "autograd")
+            for constant in (3.0, np.float32(3.0))
+        ),
+    ],  # autograd cannot differentiate an int: its own TypeError says so
+    ids=str,
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_function_returning_a_plain_number_is_a_constant_in_x_dtype(
+    backend, constant, dtype
+):
+    """Its derivatives are zeros, and every output is in x's dtype, products too."""
+    if not diffops.get_backend(backend).available:
+        pytest.skip(f"{backend} is not installed")
+    x = np.array([0.5, -1.0, 2.0], dtype=dtype)
+    scalar = derivative(backend, "mtp_hessian_grad_and_value", lambda x: constant)
+    mtp, hessian, grad, value = scalar(x)
+    assert type(value) is dtype
+    assert value == 3
+    assert grad.dtype == hessian.dtype == dtype
+    np.testing.assert_array_equal(hessian, np.zeros((3, 3)))
+    np.testing.assert_array_equal(grad, np.zeros(3))
+    np.testing.assert_array_equal(mtp(np.ones((3, 3))), np.zeros(3))
+    grad, value = derivative(backend, "grad_and_value", lambda x: constant)(x)
+    assert type(value) is dtype
+    np.testing.assert_array_equal(grad, np.zeros(3))

@@ -17,9 +17,9 @@ reading the residuals costs more than the arithmetic they save), and the first
 beyond; run op by op, the first always is.
 
 Compiled, a derivative function whose outputs hold at most :data:`PACK_UP_TO`
-numbers returns them raveled into one array (``_Packing``): one transfer into NumPy
-and one copy a call, of which the outputs are views, in place of one of each per
-output, which at ``n = 3`` is most of the cost beyond XLA's own.
+numbers returns them raveled into one array (``_Packing``): NumPy takes one array
+from JAX a call rather than one per output, which at ``n = 3`` is most of the cost
+beyond XLA's own, and each output is copied from its part of it.
 
 JAX computes in float32 unless 64-bit mode is on. The wrappers never switch it on;
 they warn once, saying how to, when a float64 input would be computed in float32.
@@ -109,8 +109,9 @@ Pullback = Any
 def _value_in_dtype_of_x(func: Callable[..., Any], operator: str, x: Any) -> Any:
     value = func(x)
     output_shape(value, operator)  # an array or a number, or a TypeError saying so
-    if isinstance(value, jax.Array) and value.dtype != x.dtype:
-        value = value.astype(x.dtype)
+    # A Python or NumPy number or array (a constant) becomes a JAX array too.
+    if not isinstance(value, jax.Array) or value.dtype != x.dtype:
+        value = jnp.asarray(value, dtype=x.dtype)
     return value
 
 
@@ -274,10 +275,10 @@ class _Packing:
 
     For each length and dtype of ``x``, the outputs' shapes are found once, by
     :func:`jax.eval_shape`. Where they hold at most :data:`PACK_UP_TO` numbers, all of
-    one dtype, one compiled call returns them raveled into one array, which is copied
-    once into NumPy; the outputs are views of that copy, each of its own part, and a
-    0-d one a NumPy scalar. Otherwise ``unpacked`` returns them as JAX arrays, each
-    then copied into NumPy.
+    one dtype, one compiled call returns them raveled into one array, taken into NumPy
+    once; each output is a copy of its part of it, and a 0-d one a NumPy scalar.
+    Otherwise ``unpacked`` returns them as JAX arrays, each taken into NumPy and
+    copied.
 
     Args:
         function: The outputs' computation, on JAX arrays.
@@ -314,10 +315,12 @@ class _Packing:
             layout = self.layouts[key] = self._layout(x)
         if layout is None:
             return _numpy_outputs(_evaluate(self.unpacked, x))
-        packed = np.asarray(_evaluate(self.packed, x)).copy()
+        packed = np.asarray(_evaluate(self.packed, x))  # JAX's, read-only
         return tuple(
             [
-                packed[start] if shape == () else packed[start:stop].reshape(shape)
+                packed[start]
+                if shape == ()
+                else packed[start:stop].reshape(shape).copy()
                 for start, stop, shape in layout
             ]
         )
