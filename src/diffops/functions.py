@@ -350,14 +350,22 @@ class BoundProduct:
 
     def __call__(self, argument: Any) -> np.ndarray:
         """Apply the product to ``M`` (or ``u``); the result has shape ``(n,)``."""
-        record = self._derivative.record
-        argument = as_product_argument(
-            argument,
-            self._shape,
-            self._dtype,
-            str(record.argument),
-            str(record.product),
-        )
+        # A plain array of the shape and dtype wanted is used as it is
+        # (validation.as_product_argument's first case, inline: the per-call path).
+        if not (
+            type(argument) is np.ndarray
+            and argument.shape == self._shape
+            and argument.dtype == self._dtype
+            and argument.flags.carray
+        ):
+            record = self._derivative.record
+            argument = as_product_argument(
+                argument,
+                self._shape,
+                self._dtype,
+                str(record.argument),
+                str(record.product),
+            )
         runtime = self._derivative.runtime
         try:
             if runtime.lock is None:
