@@ -11,6 +11,7 @@ import os
 import re
 
 import pytest
+from helpers import run_python
 
 import diffops
 from diffops import bench, cache
@@ -106,3 +107,24 @@ def test_torch_compile_is_measured_only_where_it_can_be(capsys):
         with pytest.raises(SystemExit):
             main(["bench", *arguments])
         assert "torch+compile" in capsys.readouterr().err
+
+
+def test_jax_sync_runs_jax_on_the_calling_thread_in_that_process_only():
+    if not available("jax"):
+        pytest.skip("jax is not installed")
+    program = """
+        import jax
+        from diffops.cli import main
+        main(["bench", "--backend", "jax", "--operator", "grad_and_value",
+              "--size", "3", "--repeats", "1", "--no-peer", "--jax-sync"])
+        print("async:", jax.config.read("jax_cpu_enable_async_dispatch"))
+    """
+    result = run_python(program)
+    assert result.returncode == 0, result.stderr
+    assert "ran on the calling thread (--jax-sync)" in result.stdout
+    assert re.search(r"^jax +grad +3 call ", result.stdout, re.MULTILINE)
+    assert "async: False" in result.stdout
+    # Without the option, JAX keeps its default.
+    result = run_python(program.replace(', "--jax-sync"', ""))
+    assert result.returncode == 0, result.stderr
+    assert "async: True" in result.stdout

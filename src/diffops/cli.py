@@ -48,6 +48,16 @@ def _enable_jax_float64() -> None:
         jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
 
 
+def _run_jax_inline() -> None:
+    """Run JAX's CPU computations on the calling thread, for ``bench --jax-sync``.
+
+    Read when JAX makes its CPU client, so set before JAX computes anything.
+    """
+    import jax
+
+    jax.config.update("jax_cpu_enable_async_dispatch", False)  # type: ignore[no-untyped-call]
+
+
 def _demo(arguments: argparse.Namespace) -> int:
     from diffops.demo import run_demo
 
@@ -92,6 +102,10 @@ def _bench(arguments: argparse.Namespace) -> int:
     from diffops import bench
 
     _enable_jax_float64()
+    if arguments.jax_sync:
+        if not get_backend("jax").available:
+            arguments.parser.error("--jax-sync needs the jax backend, not installed")
+        _run_jax_inline()
     progress = sys.stderr if sys.stderr.isatty() or arguments.progress else None
     try:
         bench.checked_backends(
@@ -131,6 +145,8 @@ def _bench(arguments: argparse.Namespace) -> int:
         "outputs. call+product\nis a call followed by one product, as a sampler "
         "uses them.\n"
     )
+    if arguments.jax_sync:
+        print("JAX's CPU computations ran on the calling thread (--jax-sync).\n")
     bench.report(measurements)
     if arguments.json:
         bench.write_json(measurements, arguments.json)
@@ -377,6 +393,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="instead, the throughput of diffops.vectorize at K points against a "
         "loop of per-point calls (default sizes: 3, 30)",
+    )
+    bench.add_argument(
+        "--jax-sync",
+        action="store_true",
+        help="run JAX's CPU computations on the calling thread, as "
+        "jax.config.update('jax_cpu_enable_async_dispatch', False) does",
     )
     bench.add_argument(
         "--progress",
