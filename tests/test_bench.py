@@ -128,3 +128,20 @@ def test_jax_sync_runs_jax_on_the_calling_thread_in_that_process_only():
     result = run_python(program.replace(', "--jax-sync"', ""))
     assert result.returncode == 0, result.stderr
     assert "async: True" in result.stdout
+
+
+def test_torch_compile_is_compiled_anew_at_each_size(monkeypatch):
+    """Each n's build and first call are measured cold, as in a fresh process."""
+    if not available("torch"):
+        pytest.skip("torch is not installed")
+    import torch
+
+    resets = []
+    reset = torch._dynamo.reset
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(reset()))
+    measurements = bench.run_bench(
+        [bench.TORCH_COMPILE], ["grad_and_value"], [3, 4], **FAST
+    )
+    assert len(resets) == 2
+    assert [m.n for m in measurements] == [3, 4]
+    assert all(m.max_deviation < 1e-12 for m in measurements)

@@ -666,6 +666,12 @@ def _measure(
     func = _SAMPLE_FUNCTIONS[OPERATORS[operator].applies_to](xp, n)
     x = rng.uniform(-1, 1, n)
     if compiled:
+        import torch
+
+        # Compiled anew at each n, as in a fresh process: the sample functions share
+        # one code object, whose compiled frames Dynamo would otherwise reuse (made
+        # dynamic in n after the second size), so the first call compiled nothing.
+        torch._dynamo.reset()
         build = functools.partial(_torch_compiled_derivative, operator, func)
         forms = _torch_compiled_forms(operator, func)
     else:
