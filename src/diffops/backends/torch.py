@@ -564,8 +564,8 @@ def return_numpy_arrays(
             ``"cuda"``; ``None`` for the CPU.
         compile: Whether to compile the user's function with :func:`torch.compile`
             (and so its backward pass), for the operators in :data:`COMPILABLE`.
-            On the CPU this makes a gradient at ``n = 300`` about 1.25 times faster
-            (at small ``n``, no reliable gain) for a compilation of 2-12 s on the
+            On the CPU this makes a gradient at ``n = 300`` 1.2-1.4 times faster
+            (at small ``n``, no reliable gain) for a compilation of 1-12 s on the
             first call, in every process: worth it for long runs only (see the
             docs' "Choosing a backend").
 
