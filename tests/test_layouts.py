@@ -263,6 +263,26 @@ def test_a_torch_tensor_that_requires_grad_is_accepted_as_x_and_m(backend):
     np.testing.assert_array_equal(mtp(M), mtp(np.eye(4)))
 
 
+def test_a_sparse_torch_tensor_is_read_as_its_dense_values(backend):
+    torch = pytest.importorskip("torch")
+    function = case_derivative(backend, "mtp_hessian_grad_and_value", SMOOTH)
+    mtp, hessian, *_ = function(torch.tensor(SMOOTH.point).to_sparse())
+    np.testing.assert_allclose(hessian, SMOOTH.hessian(SMOOTH.point), rtol=1e-12)
+    M = np.diag([1.0, 0.0, -2.0, 0.5])
+    sparse = torch.tensor(M).to_sparse()
+    np.testing.assert_array_equal(mtp(sparse), mtp(M))
+
+
+def test_a_torch_tensor_without_values_is_refused_naming_the_argument(backend):
+    torch = pytest.importorskip("torch")
+    function = case_derivative(backend, "mtp_hessian_grad_and_value", SMOOTH)
+    with pytest.raises(TypeError, match=r"^x must be .*got a tensor whose values"):
+        function(torch.ones(4, device="meta"))
+    mtp = function(SMOOTH.point)[0]
+    with pytest.raises(TypeError, match=r"^M must be .*\(4, 4\).*got a tensor whose"):
+        mtp(torch.eye(4, device="meta"))
+
+
 def test_extended_precision_x_is_refused_saying_how_to_convert(backend):
     function = case_derivative(backend, "grad_and_value", QUARTIC)
     with pytest.raises(TypeError, match=r"x must be .* float64 or float32; got dtype "

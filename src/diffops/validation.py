@@ -94,18 +94,36 @@ def as_plain_array(value: Any) -> Any:
     return np.array(value, dtype=value.dtype.newbyteorder("="), order="C")
 
 
+def _tensor_values(tensor: Any, name: str, expected: str) -> np.ndarray:
+    """A torch tensor's values, or ``TypeError`` naming it where it has none.
+
+    Whatever its device, even where it requires grad, holds its negation or
+    conjugation lazily, or is sparse; a tensor on the ``meta`` device has no values.
+    """
+    try:
+        tensor = tensor.detach()
+        if str(tensor.layout) != "torch.strided":
+            tensor = tensor.to_dense()
+        tensor = tensor.cpu().resolve_conj().resolve_neg()
+        if str(tensor.dtype) == "torch.bfloat16":
+            tensor = tensor.float()
+        values: np.ndarray = tensor.numpy()
+    except (RuntimeError, NotImplementedError, TypeError) as error:
+        msg = (
+            f"{name} must be {expected}; got a tensor whose values cannot be read "
+            f"({error})."
+        )
+        raise TypeError(msg) from None
+    return values
+
+
 def _as_numpy(value: Any, name: str, expected: str) -> np.ndarray:
     """``value`` as a NumPy array of its own dtype, or ``TypeError`` naming it.
 
     bfloat16, which NumPy has no type for, comes as float32.
     """
     if type(value).__module__.startswith("torch"):
-        # A tensor's values, whatever its device, even where it requires grad or
-        # holds its negation or conjugation lazily.
-        value = value.detach().cpu().resolve_conj().resolve_neg()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        value = value.numpy()
+        value = _tensor_values(value, name, expected)
     if isinstance(value, np.ma.MaskedArray):
         if np.ma.is_masked(value):
             msg = (
