@@ -273,6 +273,13 @@ def test_a_sparse_torch_tensor_is_read_as_its_dense_values(backend):
     np.testing.assert_array_equal(mtp(sparse), mtp(M))
 
 
+def test_a_torch_size_is_read_as_the_numbers_it_holds(backend):
+    torch = pytest.importorskip("torch")
+    function = case_derivative(backend, "grad_and_value", QUARTIC)
+    point = [1, -2, 0, 3]
+    np.testing.assert_array_equal(function(torch.Size(point))[0], function(point)[0])
+
+
 def test_a_torch_tensor_without_values_is_refused_naming_the_argument(backend):
     torch = pytest.importorskip("torch")
     function = case_derivative(backend, "mtp_hessian_grad_and_value", SMOOTH)

@@ -122,7 +122,7 @@ def _as_numpy(value: Any, name: str, expected: str) -> np.ndarray:
 
     bfloat16, which NumPy has no type for, comes as float32.
     """
-    if type(value).__module__.startswith("torch"):
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
         value = _tensor_values(value, name, expected)
     if isinstance(value, np.ma.MaskedArray):
         if np.ma.is_masked(value):
