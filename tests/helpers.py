@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from functions import SEVERAL_OUTPUTS, SMOOTH, ScalarCase, VectorCase, render
+from functions import (
+    SEVERAL_OUTPUTS,
+    SMOOTH,
+    ScalarCase,
+    VectorCase,
+    complex_step_derivative,
+    render,
+)
 
 import diffops
 from diffops.operators import OPERATORS
@@ -77,6 +84,27 @@ def argument_for(
     m = np.size(case.value(point))
     shape = record.concrete_argument_shape(point.size, m)
     return np.random.default_rng(seed).standard_normal(shape)
+
+
+def expected_outputs(
+    case: ScalarCase | VectorCase, operator: str, x: np.ndarray, argument: Any
+) -> list[Any]:
+    """The operator's outputs at ``x`` from the hand-derived formulas.
+
+    A product's comes first, applied to ``argument``: the complex-step derivative of
+    the contraction of ``argument`` with the output after it.
+    """
+    if isinstance(case, ScalarCase):
+        arrays = {"v": case.value, "g": case.grad, "H": case.hessian}
+    else:
+        arrays = {"v": case.value, "J": case.jacobian}
+    record = OPERATORS[operator]
+    outputs = [arrays[name](x) for name in record.outputs if name in arrays]
+    if record.product is not None:
+        below = arrays[record.outputs[1]]
+        product = complex_step_derivative(lambda y: np.sum(argument * below(y)), x)
+        outputs.insert(0, product)
+    return outputs
 
 
 def evaluate(derivative: Any, x: np.ndarray, argument: Any) -> list[np.ndarray]:

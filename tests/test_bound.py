@@ -22,8 +22,6 @@ from functions import (
     SEVERAL_OUTPUTS,
     SMOOTH,
     TAIL,
-    ScalarCase,
-    VectorCase,
     complex_step_derivative,
     render,
 )
@@ -33,6 +31,7 @@ from helpers import (
     argument_for,
     case_derivative,
     derivative,
+    expected_outputs,
 )
 
 import diffops
@@ -40,21 +39,6 @@ from diffops import DIFF_OPS
 from diffops.operators import OPERATORS, VECTOR_OPERATORS
 
 TOLERANCE = {"rtol": 1e-10, "atol": 1e-12}
-
-
-def expected_outputs(case: ScalarCase | VectorCase, operator: str, x, argument):
-    """The operator's outputs at ``x`` from the hand-derived formulas."""
-    if isinstance(case, ScalarCase):
-        arrays = {"v": case.value, "g": case.grad, "H": case.hessian}
-    else:
-        arrays = {"v": case.value, "J": case.jacobian}
-    record = OPERATORS[operator]
-    outputs = [arrays[name](x) for name in record.outputs if name in arrays]
-    if record.product is not None:
-        below = arrays[record.outputs[1]]
-        product = complex_step_derivative(lambda y: np.sum(argument * below(y)), x)
-        outputs.insert(0, product)
-    return outputs
 
 
 def root(array: np.ndarray) -> np.ndarray:

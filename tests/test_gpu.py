@@ -14,8 +14,8 @@ import pickle
 
 import numpy as np
 import pytest
-from functions import complex_step_derivative, render
-from helpers import CASE_FOR, derivative
+from functions import render
+from helpers import CASE_FOR, argument_for, derivative, expected_outputs
 
 import diffops
 from diffops.operators import OPERATORS
@@ -54,39 +54,15 @@ def torch_on_cuda(operator: str) -> diffops.DerivativeFunction:
 
 def expected(operator: str, x: np.ndarray, argument: np.ndarray | None) -> list:
     """The outputs at ``x`` from the hand-derived formulas; a product applied."""
-    case = CASE_FOR[OPERATORS[operator].applies_to]
-    if OPERATORS[operator].applies_to == "scalar":
-        lower = [case.hessian(x), case.grad(x), case.value(x)]
-        below = {"grad_and_value": 1, "hessian_grad_and_value": 0}.get(operator, 0)
-        outputs = lower[below:]
-        derived = case.hessian
-    else:
-        outputs = [case.jacobian(x), case.value(x)]
-        if operator == "vjp_and_value":
-            outputs = outputs[1:]
-        derived = case.jacobian
-    if argument is None:
-        return outputs
-    if operator == "vjp_and_value":
-        product = argument @ case.jacobian(x)
-    else:
-        product = complex_step_derivative(lambda y: np.sum(argument * derived(y)), x)
-    return [product, *outputs]
-
-
-def argument(operator: str, x: np.ndarray) -> np.ndarray | None:
-    record = OPERATORS[operator]
-    if record.product is None:
-        return None
-    m = np.size(CASE_FOR[record.applies_to].value(x))
-    shape = record.concrete_argument_shape(x.size, m)
-    return np.random.default_rng(3).standard_normal(shape)
+    return expected_outputs(
+        CASE_FOR[OPERATORS[operator].applies_to], operator, x, argument
+    )
 
 
 def check_outputs_are_the_callers_own(function, operator: str) -> None:
     case = CASE_FOR[OPERATORS[operator].applies_to]
     x = case.point.copy()
-    M = argument(operator, x)
+    M = argument_for(operator, x)
     outputs = list(function(x))
     at_x = [np.array(output) for output in outputs[M is not None :]]
     product = outputs[0] if M is not None else None
@@ -110,7 +86,7 @@ def check_vectorized(function, operator: str) -> None:
     case = CASE_FOR[OPERATORS[operator].applies_to]
     X = case.point + np.random.default_rng(4).uniform(-0.2, 0.2, (3, case.n))
     outputs = diffops.vectorize(function)(X)
-    M = argument(operator, case.point)
+    M = argument_for(operator, case.point)
     for i, x in enumerate(X):
         reference = expected(operator, x, M)
         if M is not None:
@@ -131,7 +107,7 @@ def test_torch_on_cuda_gives_the_hand_derived_outputs_as_numpy(operator):
 
     case = CASE_FOR[OPERATORS[operator].applies_to]
     on_device = torch.tensor(case.point, device="cuda")
-    M = argument(operator, case.point)
+    M = argument_for(operator, case.point)
     outputs = function(on_device)[M is not None :]
     wanted_outputs = expected(operator, case.point, M)[M is not None :]
     for actual, wanted in zip(outputs, wanted_outputs, strict=True):

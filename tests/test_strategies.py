@@ -27,7 +27,7 @@ from functions import (
     complex_step_derivative,
     render,
 )
-from helpers import derivative, in_threads
+from helpers import argument_for, derivative, expected_outputs, in_threads
 
 import diffops
 
@@ -46,6 +46,12 @@ def expected_product(case: ScalarCase | VectorCase, x, argument) -> np.ndarray:
     """``∂/∂x ⟨argument, H(x)⟩`` (or ``J``) from the hand-derived formula."""
     below = case.hessian if isinstance(case, ScalarCase) else case.jacobian
     return complex_step_derivative(lambda y: np.sum(argument * below(y)), x)
+
+
+def jax_derivative_with(monkeypatch, threshold: str, value: int, operator: str, case):
+    """``operator`` of ``case`` on ``jax``, made with ``threshold`` set to ``value``."""
+    monkeypatch.setattr(backend_module("jax"), threshold, value)
+    return derivative("jax", operator, render(case, "jax"))  # made after the patch
 
 
 def recomputes(product) -> bool:
@@ -68,9 +74,9 @@ PRODUCT_CASES = [
 def test_jax_products_on_both_sides_of_the_threshold(
     operator, case, recompute_up_to, monkeypatch
 ):
-    jax_backend = backend_module("jax")
-    monkeypatch.setattr(jax_backend, "RECOMPUTE_UP_TO", recompute_up_to)
-    d = derivative("jax", operator, render(case, "jax"))  # traced after the patch
+    d = jax_derivative_with(
+        monkeypatch, "RECOMPUTE_UP_TO", recompute_up_to, operator, case
+    )
     x = case.point
     outputs = d(x)
     assert recomputes(outputs[0]) == (recompute_up_to >= x.size)
@@ -88,9 +94,13 @@ def test_jax_products_on_both_sides_of_the_threshold(
 def test_a_recomputing_product_stays_at_its_point_and_pickles(
     recompute_up_to, monkeypatch
 ):
-    jax_backend = backend_module("jax")
-    monkeypatch.setattr(jax_backend, "RECOMPUTE_UP_TO", recompute_up_to)
-    d = derivative("jax", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
+    d = jax_derivative_with(
+        monkeypatch,
+        "RECOMPUTE_UP_TO",
+        recompute_up_to,
+        "mtp_hessian_grad_and_value",
+        SMOOTH,
+    )
     x = SMOOTH.point.copy()
     first = d(x)[0]
     point = x.copy()
@@ -158,32 +168,25 @@ PACKED_CASES = [
 def test_jax_outputs_on_both_sides_of_the_packing_threshold(
     operator, case, pack_up_to, monkeypatch
 ):
-    jax_backend = backend_module("jax")
-    monkeypatch.setattr(jax_backend, "PACK_UP_TO", pack_up_to)
-    d = derivative("jax", operator, render(case, "jax"))  # laid out after the patch
+    d = jax_derivative_with(monkeypatch, "PACK_UP_TO", pack_up_to, operator, case)
     x = case.point.copy()
+    argument = argument_for(operator, x, case, seed=8)
+    expected = expected_outputs(case, operator, x, argument)
     outputs = list(d(x))
     product = outputs.pop(0) if callable(outputs[0]) else None
+    product_expected = expected.pop(0) if product is not None else None
     assert packed(d, x) == (pack_up_to > 0)
-    if isinstance(case, ScalarCase):
-        expected = [case.hessian(x), case.grad(x), case.value(x)][-len(outputs) :]
-    else:
-        expected = [case.jacobian(x), case.value(x)]
     for output, wanted in zip(outputs, expected, strict=True):
         np.testing.assert_allclose(output, wanted, **TOLERANCE)
     assert isinstance(outputs[-1], np.floating | np.ndarray)
     if isinstance(case, ScalarCase):
         assert isinstance(outputs[-1], np.float64)  # a NumPy scalar, packed or not
     assert_the_callers_own(outputs, x)
-    point = x.copy()
     x += 0.5  # in place: nothing returned moves, the product stays at its point
     for output, wanted in zip(outputs, expected, strict=True):
         np.testing.assert_allclose(output, wanted, **TOLERANCE)
     if product is not None:
-        argument = np.random.default_rng(8).standard_normal(product.shape)
-        np.testing.assert_allclose(
-            product(argument), expected_product(case, point, argument), **TOLERANCE
-        )
+        np.testing.assert_allclose(product(argument), product_expected, **TOLERANCE)
 
 
 def test_jax_packs_small_outputs_only_and_each_size_its_own_way():
