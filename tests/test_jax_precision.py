@@ -33,7 +33,14 @@ PROGRAM = """
     print(len(caught), g.dtype, jax.config.read("jax_enable_x64"))
     for w in caught:
         print(w.message)
+        print(w.filename, w.lineno)
 """
+CALL_LINE = (
+    textwrap.dedent(PROGRAM)
+    .splitlines()
+    .index("        g, v = grad(np.ones(3, dtype={dtype!r}))")
+    + 1
+)
 
 
 @pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
@@ -45,6 +52,7 @@ def test_float64_input_warns_once_how_to_enable_x64(backend):
     assert "computed in float32" in messages[0]
     assert "JAX_ENABLE_X64=1" in messages[0]
     assert "jax.config.update('jax_enable_x64', True)" in messages[0]
+    assert messages[1] == f"<string> {CALL_LINE}"  # the caller's line, not diffops'
 
 
 def test_float32_input_does_not_warn():

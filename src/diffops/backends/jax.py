@@ -17,7 +17,7 @@ reading the residuals costs more than the arithmetic they save), and the first
 beyond; run op by op, the first always is.
 
 Compiled, a derivative function whose outputs hold at most :data:`PACK_UP_TO`
-numbers returns them raveled into one array (``_Packing``): NumPy takes one array
+numbers returns them raveled into one array (``_Compiled``): NumPy takes one array
 from JAX a call rather than one per output, which at ``n = 3`` is most of the cost
 beyond XLA's own, and each output is copied from its part of it.
 
@@ -28,8 +28,10 @@ they warn once, saying how to, when a float64 input would be computed in float32
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,14 +89,17 @@ residuals 1.6 times faster from ``n = 1200``, where ``H`` no longer fits the
 cache; for ``mhp`` the two are within 15% at every ``n``.
 """
 
-PACK_UP_TO = 128
+PACK_UP_TO = 1024
 """Most numbers in a compiled evaluation's outputs returned packed in one array.
 
-Measured on a 2-core x86 machine (timeit, minimum of 7): packing makes a call 2-3 µs
-(15-20%) faster for ``hessian_grad_and_value`` up to ``n = 20`` (421 numbers),
-``grad_and_value`` up to ``n = 30`` and ``jacobian_and_value`` (``m = 2``) up to
-``n = 30`` (62 numbers); it is even at about 100 numbers for a gradient, and 20-60%
-slower from 200 (XLA's concatenation copies, where separate outputs do not).
+Taking an array from JAX into NumPy costs 1.5-2 µs whatever its size, so packing
+saves that for every output but one, and costs XLA a concatenation. Measured on a
+2-core x86 machine (``timeit``, minimum of 9, JAX dispatching on the calling thread),
+packing makes a call 1-3 µs (8-15%) faster for ``grad_and_value`` up to ``n = 2000``
+(2001 numbers), ``hessian_grad_and_value`` up to ``n = 60`` (3721) and
+``jacobian_and_value`` and ``mhp_jacobian_and_value`` (``m = 2``) up to ``n = 300``
+(602); it is even at ``n = 500`` (1002) for a Jacobian and 3-4% slower at ``n =
+1000``, and 1.7 times slower for a Hessian at ``n = 100`` (10101).
 """
 
 # The pullbacks of jax.vjp are jax.tree_util.Partial objects: pytrees whose leaves are
@@ -259,10 +264,20 @@ class _FromPoint:
         self.x = x
 
 
-# Small outputs packed into one array: compiled, faster up to PACK_UP_TO numbers.
+# The compiled evaluation: small outputs packed, products recomputed where faster.
 
 Layout = tuple[tuple[int, int, tuple[int, ...]], ...]
 """Where each output lies in the packed array: start, stop and shape."""
+
+Plan = Layout | str
+"""How a compiled evaluation runs at one length and dtype of ``x``: packed in a
+:data:`Layout`, or :data:`_SEPARATE` or :data:`_RESIDUALS`."""
+
+_SEPARATE = "separate"
+"""Each output returned as its own JAX array."""
+
+_RESIDUALS = "residuals"
+"""The product operator evaluated whole, its product's state the pullback."""
 
 
 def _concatenated(function: Callable[..., tuple[Any, ...]], x: Any) -> Any:
@@ -270,37 +285,51 @@ def _concatenated(function: Callable[..., tuple[Any, ...]], x: Any) -> Any:
     return jnp.concatenate([jnp.ravel(output) for output in function(x)])
 
 
-class _Packing:
-    """The compiled outputs of ``function``, packed into one array where small.
+class _Compiled:
+    """A compiled derivative function's evaluation, its outputs the caller's own.
 
-    For each length and dtype of ``x``, the outputs' shapes are found once, by
-    :func:`jax.eval_shape`. Where they hold at most :data:`PACK_UP_TO` numbers, all of
-    one dtype, one compiled call returns them raveled into one array, taken into NumPy
-    once; each output is a copy of its part of it, and a 0-d one a NumPy scalar.
-    Otherwise ``unpacked`` returns them as JAX arrays, each taken into NumPy and
-    copied.
+    For each length and dtype of ``x`` a plan is made once, from the outputs' shapes
+    (:func:`jax.eval_shape`). Where they hold at most :data:`PACK_UP_TO` numbers, all
+    of one dtype, one compiled call returns them raveled into one array, taken into
+    NumPy once, and each output is a copy of its part of it; otherwise each is taken
+    into NumPy and copied. A 0-d output is a NumPy scalar.
+
+    For ``mtp`` and ``mhp``, ``function`` computes the outputs after the product only
+    (``H, g, f(x)`` or ``J, c(x)``), and the product's state is the point (a
+    :class:`_FromPoint`), up to ``n =`` :data:`RECOMPUTE_UP_TO`; beyond, ``residual``
+    evaluates the operator whole, and the state is its pullback.
 
     Args:
         function: The outputs' computation, on JAX arrays.
-        unpacked: ``function``, compiled.
+        product: For ``mtp`` and ``mhp``: the compiled ``(x, argument) ↦`` product,
+            from the point.
+        residual: For ``mtp`` and ``mhp``: the compiled operator, keeping residuals.
     """
 
-    __slots__ = ("function", "layouts", "packed", "unpacked")
+    __slots__ = ("function", "packed", "plans", "product", "residual", "separate")
 
     def __init__(
-        self, function: Callable[..., tuple[Any, ...]], unpacked: Callable[..., Any]
+        self,
+        function: Callable[..., tuple[Any, ...]],
+        product: Callable[..., Any] | None = None,
+        residual: Callable[..., Any] | None = None,
     ) -> None:
         self.function = function
-        self.unpacked = unpacked
+        self.separate = jax.jit(function)
         self.packed = jax.jit(functools.partial(_concatenated, function))
-        self.layouts: dict[tuple[int, np.dtype[Any]], Layout | None] = {}
+        self.product = product
+        self.residual = residual
+        self.plans: dict[tuple[int, np.dtype[Any]], Plan] = {}
 
-    def _layout(self, x: np.ndarray) -> Layout | None:
+    def _plan(self, x: np.ndarray) -> Plan:
+        _check_precision(x)
+        if self.residual is not None and x.shape[0] > RECOMPUTE_UP_TO:
+            return _RESIDUALS
         point = jax.ShapeDtypeStruct(x.shape, x.dtype)  # type: ignore[no-untyped-call]
         shapes = jax.eval_shape(self.function, point)
         sizes = [int(np.prod(shape.shape)) for shape in shapes]
         if sum(sizes) > PACK_UP_TO or len({shape.dtype for shape in shapes}) > 1:
-            return None
+            return _SEPARATE
         layout, start = [], 0
         for shape, size in zip(shapes, sizes, strict=True):
             layout.append((start, start + size, shape.shape))
@@ -308,53 +337,30 @@ class _Packing:
         return tuple(layout)
 
     def __call__(self, x: np.ndarray) -> tuple[Any, ...]:
+        # The per-call path: every step inline, one compiled call.
         key = (x.shape[0], x.dtype)
         try:
-            layout = self.layouts[key]
+            plan = self.plans[key]
         except KeyError:
-            layout = self.layouts[key] = self._layout(x)
-        if layout is None:
-            return _numpy_outputs(_evaluate(self.unpacked, x))
-        packed = np.asarray(_evaluate(self.packed, x))  # JAX's, read-only
-        return tuple(
-            [
-                packed[start]
-                if shape == ()
-                else packed[start:stop].reshape(shape).copy()
-                for start, stop, shape in layout
-            ]
-        )
-
-
-class _Recomputing:
-    """The compiled evaluation of ``mtp`` or ``mhp``, choosing how the product runs.
-
-    Up to ``n =`` :data:`RECOMPUTE_UP_TO`, it computes the outputs after the product
-    only (``H, g, f(x)`` or ``J, c(x)``), and the product's state is the point; beyond,
-    it calls ``residual``, whose product's state is the pullback and its residuals.
-
-    Args:
-        outputs: The compiled outputs after the product, packed where small.
-        product: The compiled ``(x, argument) ↦`` product, from the point.
-        residual: The compiled operator, keeping residuals.
-    """
-
-    __slots__ = ("outputs", "product", "residual")
-
-    def __init__(
-        self,
-        outputs: _Packing,
-        product: Callable[..., Any],
-        residual: Callable[..., Any],
-    ) -> None:
-        self.outputs = outputs
-        self.product = product
-        self.residual = residual
-
-    def __call__(self, x: np.ndarray) -> tuple[Any, ...]:
-        if x.shape[0] > RECOMPUTE_UP_TO:
-            return _evaluate_product(self.residual, x)
-        return (_FromPoint(self.product, x), *self.outputs(x))
+            plan = self.plans[key] = self._plan(x)
+        if type(plan) is tuple:
+            packed = np.asarray(self.packed(x))  # JAX's, read-only
+            outputs = tuple(
+                [
+                    packed[start]
+                    if shape == ()
+                    else packed[start:stop].reshape(shape).copy()
+                    for start, stop, shape in plan
+                ]
+            )
+        elif plan is _SEPARATE:
+            outputs = _numpy_outputs(self.separate(x))
+        else:  # _RESIDUALS
+            state, *arrays = self.residual(x)  # type: ignore[misc]
+            return (state, *_numpy_outputs(arrays))
+        if self.product is None:
+            return outputs
+        return (_FromPoint(self.product, x), *outputs)
 
 
 _OUTPUTS_AFTER_PRODUCT: dict[
@@ -371,16 +377,18 @@ _OUTPUTS_AFTER_PRODUCT: dict[
 to evaluate, and to differentiate for the product."""
 
 
-def _recomputing(function: FrameworkDerivative, residual: Any) -> _Recomputing:
+def _compiled(function: FrameworkDerivative) -> _Compiled:
+    """The compiled evaluation of ``function``; its product, if any, recomputed."""
+    if function.transform not in _OUTPUTS_AFTER_PRODUCT:
+        return _Compiled(function)
     outputs, differentiated = _OUTPUTS_AFTER_PRODUCT[function.transform]
     operator, func = function.operator, function.func
-    computed = functools.partial(outputs, func, operator=operator)
-    return _Recomputing(
-        _Packing(computed, jax.jit(computed)),
+    return _Compiled(
+        functools.partial(outputs, func, operator=operator),
         jax.jit(
             functools.partial(_contracted_gradient, differentiated, func, operator)
         ),
-        residual,
+        jax.jit(function),
     )
 
 
@@ -403,8 +411,17 @@ def _to_numpy(value: Any, dtype: np.dtype[Any]) -> Any:
 
 
 def _numpy_outputs(outputs: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
-    """The caller's own NumPy outputs, from a compiled function's JAX arrays."""
-    return tuple([as_output(_owned(output)) for output in outputs])
+    """The caller's own NumPy outputs, from a compiled function's JAX arrays.
+
+    Each is a copy of NumPy's read-only view of JAX's buffer, a 0-d one a NumPy
+    scalar (a copy already). A loop, not a call per output: this is the per-call
+    path.
+    """
+    owned = []
+    for output in outputs:
+        array = np.asarray(output)
+        owned.append(array.copy() if array.ndim else array[()])
+    return tuple(owned)
 
 
 def _evaluate_product(function: Callable[..., Any], x: np.ndarray) -> tuple[Any, ...]:
@@ -612,26 +629,36 @@ def mhp_jacobian_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
 
 _precision_checked = False
 
+_PACKAGE = str(Path(__file__).resolve().parents[1])
 
-def _check_precision() -> None:
-    """Warn, once per process, where float64 input is computed in float32."""
+
+def _check_precision(x: np.ndarray) -> None:
+    """Warn, once per process, where float64 input is computed in float32.
+
+    The warning names the line that called diffops, however deep this is called.
+    """
     global _precision_checked
+    if _precision_checked or x.dtype != np.float64:
+        return
     _precision_checked = True
     if jax.config.read("jax_enable_x64"):  # type: ignore[no-untyped-call]
         return
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
     warnings.warn(
         "diffops: a float64 input is being computed in float32 by JAX, because "
         "JAX's 64-bit mode is off, so results are float32. To compute in float64, "
         "set the environment variable JAX_ENABLE_X64=1 before importing JAX, or "
         "call jax.config.update('jax_enable_x64', True) at start-up.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=level,
     )
 
 
 def _evaluate(function: Callable[[Any], tuple[Any, ...]], x: np.ndarray) -> Any:
-    if not _precision_checked and x.dtype == np.float64:
-        _check_precision()
+    if not _precision_checked:
+        _check_precision(x)
     return function(x)
 
 
@@ -653,12 +680,10 @@ def _wrap(
     if isinstance(function, FrameworkDerivative):
         evaluate: Callable[[np.ndarray], tuple[Any, ...]]
         evaluate = functools.partial(_evaluate, call)
-        if compile and function.transform in _OUTPUTS_AFTER_PRODUCT:
-            evaluate = _recomputing(function, call)
-        elif compile and OPERATORS[function.operator].product is None:
-            evaluate = _Packing(function, call)
-        elif compile:
+        if compile and function.operator == "vjp_and_value":
             evaluate = functools.partial(_evaluate_product, call)
+        elif compile:
+            evaluate = _compiled(function)
         return DerivativeFunction(
             function.operator,
             evaluate,
