@@ -27,7 +27,7 @@ from functions import (
     complex_step_derivative,
     render,
 )
-from helpers import argument_for, derivative, expected_outputs, in_threads
+from helpers import argument_for, derivative, evaluate, expected_outputs, in_threads
 
 import diffops
 
@@ -301,6 +301,103 @@ def test_torch_takes_detach_as_a_constant_as_pytorch_does():
     g, v = derivative("torch", "grad_and_value", f)(x)
     np.testing.assert_allclose(g, x, **TOLERANCE)  # the detached term counts as 0
     np.testing.assert_allclose(v, x @ x / 2 + np.sum(x**3), **TOLERANCE)
+
+
+def torch_backward_by(engine: bool, monkeypatch):
+    """The torch backend, its single backward passes by the engine or not."""
+    torch_backend = backend_module("torch")
+    if not engine:
+        monkeypatch.setattr(torch_backend, "_ENGINE", None)
+    elif torch_backend._ENGINE is None:
+        pytest.skip("this PyTorch has no _engine_run_backward")
+    return torch_backend
+
+
+ALL_CASES = [*PACKED_CASES, ("vjp_and_value", SEVERAL_OUTPUTS)]
+
+
+@pytest.mark.parametrize("engine", [True, False], ids=["engine", "autograd.grad"])
+@pytest.mark.parametrize(("operator", "case"), ALL_CASES, ids=str)
+def test_torch_backward_passes_by_the_engine_or_by_autograd_grad(
+    operator, case, engine, monkeypatch
+):
+    torch_backward_by(engine, monkeypatch)
+    d = derivative("torch", operator, render(case, "torch"))
+    x = case.point.copy()
+    argument = argument_for(operator, x, case, seed=9)
+    for _ in range(2):  # the product's graph is kept for a second pass
+        outputs = evaluate(d, x, argument)
+        expected = expected_outputs(case, operator, x, argument)
+        for output, wanted in zip(outputs, expected, strict=True):
+            np.testing.assert_allclose(output, wanted, **TOLERANCE)
+
+
+@pytest.mark.parametrize("engine", [True, False], ids=["engine", "autograd.grad"])
+def test_torch_backward_passes_under_a_torch_function_mode(engine, monkeypatch):
+    """A ``__torch_function__`` mode (here ``torch.device``) sees every pass."""
+    torch_backend = torch_backward_by(engine, monkeypatch)
+    torch = torch_backend.torch
+    x = SMOOTH.point
+    M = np.random.default_rng(10).standard_normal((x.size, x.size))
+    seen = []
+
+    class Watching(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    d = derivative("torch", "mtp_hessian_grad_and_value", render(SMOOTH, "torch"))
+    with Watching():
+        mtp, H, g, _ = d(x)
+        product = mtp(M)
+    assert "grad" in seen  # torch.autograd.grad, which the mode may override
+    np.testing.assert_allclose(H, SMOOTH.hessian(x), **TOLERANCE)
+    np.testing.assert_allclose(g, SMOOTH.grad(x), **TOLERANCE)
+    np.testing.assert_allclose(product, expected_product(SMOOTH, x, M), **TOLERANCE)
+
+
+@pytest.mark.parametrize("engine", [True, False], ids=["engine", "autograd.grad"])
+def test_torch_a_function_of_parameters_alone_has_zero_derivatives(engine, monkeypatch):
+    """Its value records a graph (from a parameter), on which x is not."""
+    torch = torch_backward_by(engine, monkeypatch).torch
+    weight = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    x = np.array([0.5, -1.0, 2.0])
+
+    def f(x):
+        return weight * torch.sum(x.detach() ** 2)
+
+    def c(x):
+        return weight * x.detach() ** 2
+
+    mtp, H, g, v = derivative("torch", "mtp_hessian_grad_and_value", f)(x)
+    vjp, value = derivative("torch", "vjp_and_value", c)(x)
+    np.testing.assert_array_equal(g, np.zeros(3))
+    np.testing.assert_array_equal(H, np.zeros((3, 3)))
+    np.testing.assert_array_equal(mtp(np.ones((3, 3))), np.zeros(3))
+    np.testing.assert_array_equal(vjp(np.ones(3)), np.zeros(3))
+    np.testing.assert_allclose(v, 2 * x @ x, **TOLERANCE)
+    np.testing.assert_allclose(value, 2 * x**2, **TOLERANCE)
+    assert weight.grad is None  # nothing accumulated into the parameter
+
+
+def test_a_torch_pullback_takes_any_cotangent_of_its_shape():
+    torch_backend = backend_module("torch")
+    torch = torch_backend.torch
+    vjp, _ = torch_backend.vjp_and_value(lambda x: x**2)(
+        torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    )
+    read_only = np.ones(3)
+    read_only.flags.writeable = False
+    for cotangent in (
+        np.ones(3),
+        np.ones(3, dtype=np.float32),
+        read_only,
+        [1.0, 1.0, 1.0],
+        torch.ones(3),
+    ):
+        np.testing.assert_allclose(vjp(cotangent).numpy(), [1.0, -2.0, 4.0])
+    with pytest.raises(ValueError, match=r"the shape of y, \(3,\); got \(2,\)"):
+        vjp(np.ones(2))
 
 
 @pytest.mark.parametrize(("operator", "case"), PRODUCT_CASES, ids=str)
