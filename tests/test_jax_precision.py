@@ -8,14 +8,20 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("jax")
 
 
-def run_without_x64(code: str) -> subprocess.CompletedProcess[str]:
+def run_without_x64(
+    code: str, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``code`` in a new Python, 64-bit mode off; diffops from ``path`` if given."""
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    if path is not None:
+        env["PYTHONPATH"] = path
     return subprocess.run(
         [sys.executable, "-W", "always::UserWarning", "-c", textwrap.dedent(code)],
         capture_output=True, text=True, env=env, check=False, timeout=300,
@@ -53,6 +59,20 @@ def test_float64_input_warns_once_how_to_enable_x64(backend):
     assert "JAX_ENABLE_X64=1" in messages[0]
     assert "jax.config.update('jax_enable_x64', True)" in messages[0]
     assert messages[1] == f"<string> {CALL_LINE}"  # the caller's line, not diffops'
+
+
+def test_the_warning_names_the_callers_line_through_a_symbolic_link(tmp_path):
+    """diffops imported from a linked folder: its frames keep the link's name."""
+    import diffops
+
+    linked = tmp_path / "linked"
+    linked.symlink_to(Path(diffops.__file__).parents[1], target_is_directory=True)
+    where = run_without_x64("import diffops; print(diffops.__file__)", str(linked))
+    assert where.stdout.startswith(str(linked)), where.stderr
+    program = PROGRAM.format(backend="jax", dtype="float64")
+    result = run_without_x64(program, str(linked))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[2] == f"<string> {CALL_LINE}"
 
 
 def test_float32_input_does_not_warn():

@@ -25,6 +25,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -282,11 +283,11 @@ class DerivativeFunction:
         if not self._product:
             if to_numpy is None:
                 return outputs
-            return tuple([to_numpy(output, x.dtype) for output in outputs])
-        state, *arrays = outputs
-        if to_numpy is not None:
-            arrays = [to_numpy(output, x.dtype) for output in arrays]
-        return (BoundProduct(self, x, state, arrays[0]), *arrays)
+            return tuple(map(to_numpy, outputs, repeat(x.dtype)))
+        if to_numpy is None:
+            return (BoundProduct(self, x, outputs[0], outputs[1]), *outputs[1:])
+        arrays = tuple(map(to_numpy, outputs[1:], repeat(x.dtype)))
+        return (BoundProduct(self, x, outputs[0], arrays[0]), *arrays)
 
     def _explained(self, error: Exception) -> TypeError | None:
         """The framework's ``error``, said in the user's terms, where it can be."""

@@ -28,10 +28,10 @@ they warn once, saying how to, when a float64 input would be computed in float32
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -629,7 +629,8 @@ def mhp_jacobian_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
 
 _precision_checked = False
 
-_PACKAGE = str(Path(__file__).resolve().parents[1])
+_PACKAGE = os.path.dirname(os.path.dirname(__file__)) + os.sep
+"""This package's folder, as its code's file names begin (symbolic links kept)."""
 
 
 def _check_precision(x: np.ndarray) -> None:
