@@ -114,6 +114,28 @@ def test_a_recomputing_product_stays_at_its_point_and_pickles(
     )
 
 
+@pytest.mark.parametrize("recompute_up_to", [10_000, 0], ids=["below", "above"])
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
+def test_a_jax_product_reads_data_as_its_evaluation_did(
+    backend, recompute_up_to, monkeypatch
+):
+    """Data changed between the evaluation and the product's first use is not read."""
+    backend_module("jax")
+    import jax.numpy as jnp
+
+    monkeypatch.setattr(backend_module("jax"), "RECOMPUTE_UP_TO", recompute_up_to)
+    data = {"scale": 1.0}
+
+    def f(x):  # f = scale Σ x³/6: H = scale diag(x), mtp(M) = scale diag(M)
+        return data["scale"] * jnp.sum(x**3) / 6
+
+    x = np.array([0.5, -1.0, 2.0])
+    mtp, H, _, _ = derivative(backend, "mtp_hessian_grad_and_value", f)(x)
+    data["scale"] = 100.0
+    np.testing.assert_allclose(H, np.diag(x), **TOLERANCE)
+    np.testing.assert_allclose(mtp(np.diag([1.0, 2.0, 3.0])), [1, 2, 3], **TOLERANCE)
+
+
 def test_jax_nojit_products_keep_the_residuals():
     backend_module("jax")
     d = derivative("jax_nojit", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))

@@ -327,6 +327,13 @@ class _Compiled:
             return _RESIDUALS
         point = jax.ShapeDtypeStruct(x.shape, x.dtype)  # type: ignore[no-untyped-call]
         shapes = jax.eval_shape(self.function, point)
+        trace = getattr(self.product, "trace", None)  # JAX 0.4.31 on
+        if trace is not None:
+            # Traced now, so that it reads the data func reads (globals, closures)
+            # as the evaluation does, not as they are at its first use; its calls
+            # find this trace in JAX's cache.
+            below = shapes[0]  # H or J, whose shape and dtype the argument has
+            trace(point, jax.ShapeDtypeStruct(below.shape, below.dtype))  # type: ignore[no-untyped-call]
         sizes = [int(np.prod(shape.shape)) for shape in shapes]
         if sum(sizes) > PACK_UP_TO or len({shape.dtype for shape in shapes}) > 1:
             return _SEPARATE
