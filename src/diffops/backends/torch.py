@@ -614,10 +614,10 @@ def return_numpy_arrays(
             ``"cuda"``; ``None`` for the CPU.
         compile: Whether to compile the user's function with :func:`torch.compile`
             (and so its backward pass), for the operators in :data:`COMPILABLE`.
-            On the CPU this makes a gradient at ``n = 300`` 1.2-1.4 times faster
-            (at small ``n``, no reliable gain) for a compilation of 1-12 s on the
-            first call, in every process: worth it for long runs only (see the
-            docs' "Choosing a backend").
+            On the CPU this makes a gradient 1.25-1.3 times faster at ``n = 3``
+            to ``300`` for a compilation of 0.06-12 s on the first call, in every
+            process: worth it for long runs only (see the docs' "Choosing a
+            backend").
 
     Returns:
         For a derivative function, the :class:`~diffops.DerivativeFunction` users
