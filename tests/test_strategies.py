@@ -402,6 +402,7 @@ def test_torch_a_function_of_parameters_alone_has_zero_derivatives(engine, monke
     assert weight.grad is None  # nothing accumulated into the parameter
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # none for a read-only one
 def test_a_torch_pullback_takes_any_cotangent_of_its_shape():
     torch_backend = backend_module("torch")
     torch = torch_backend.torch
@@ -414,6 +415,8 @@ def test_a_torch_pullback_takes_any_cotangent_of_its_shape():
         np.ones(3),
         np.ones(3, dtype=np.float32),
         read_only,
+        np.ones(3, dtype=">f8"),  # big-endian
+        np.ones(6)[::-2],  # negative strides
         [1.0, 1.0, 1.0],
         torch.ones(3),
     ):

@@ -165,8 +165,9 @@ class Pullback:
     def __call__(self, cotangent: Any) -> Any:
         """Apply the map to ``cotangent``, an array or tensor of ``y``'s shape."""
         output = self.output
-        if type(cotangent) is np.ndarray and not cotangent.flags.writeable:
-            cotangent = cotangent.copy()  # which PyTorch would warn of, and share
+        # PyTorch takes no big-endian or negatively strided array, and warns of a
+        # read-only one: such are copied.
+        cotangent = as_plain_array(cotangent)
         if (
             type(cotangent) is np.ndarray
             and output.is_cpu
