@@ -136,6 +136,38 @@ def test_a_jax_product_reads_data_as_its_evaluation_did(
     np.testing.assert_allclose(mtp(np.diag([1.0, 2.0, 3.0])), [1, 2, 3], **TOLERANCE)
 
 
+def test_a_jax_product_jax_cannot_take_fails_where_it_is_used():
+    """Outputs whose derivative one order up JAX cannot reverse still come back."""
+    backend_module("jax")
+    import jax
+    import jax.numpy as jnp
+
+    def square_by_loop(x):  # x² as x²/3 three times, by a while_loop: forward only
+        def body(carry):
+            i, total = carry
+            return i + 1, total + x * x / 3
+
+        return jax.lax.while_loop(
+            lambda carry: carry[0] < 3, body, (0, jnp.zeros_like(x))
+        )[1]
+
+    @jax.custom_jvp
+    def f(x):  # f = Σ x³/3: g = x², H = diag(2x)
+        return jnp.sum(x**3) / 3
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return f(x), jnp.sum(square_by_loop(x) * t)
+
+    x = np.array([0.5, -1.0, 2.0])
+    mtp, H, g, _ = derivative("jax", "mtp_hessian_grad_and_value", f)(x)
+    np.testing.assert_allclose(H, np.diag(2 * x), **TOLERANCE)
+    np.testing.assert_allclose(g, x**2, **TOLERANCE)
+    with pytest.raises(ValueError, match="Reverse-mode differentiation does not work"):
+        mtp(np.eye(3))
+
+
 def test_jax_nojit_products_keep_the_residuals():
     backend_module("jax")
     d = derivative("jax_nojit", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))

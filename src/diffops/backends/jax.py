@@ -27,6 +27,7 @@ they warn once, saying how to, when a float64 input would be computed in float32
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -333,7 +334,12 @@ class _Compiled:
             # as the evaluation does, not as they are at its first use; its calls
             # find this trace in JAX's cache.
             below = shapes[0]  # H or J, whose shape and dtype the argument has
-            trace(point, jax.ShapeDtypeStruct(below.shape, below.dtype))  # type: ignore[no-untyped-call]
+            argument = jax.ShapeDtypeStruct(below.shape, below.dtype)  # type: ignore[no-untyped-call]
+            # One order more than the outputs, which JAX may not take (a while_loop
+            # reversed): then the product raises it where it is used, and the
+            # outputs are returned.
+            with contextlib.suppress(Exception):
+                trace(point, argument)
         sizes = [int(np.prod(shape.shape)) for shape in shapes]
         if sum(sizes) > PACK_UP_TO or len({shape.dtype for shape in shapes}) > 1:
             return _SEPARATE
