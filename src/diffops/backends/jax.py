@@ -302,6 +302,7 @@ class _Compiled:
 
     Args:
         function: The outputs' computation, on JAX arrays.
+        separate: ``function``, compiled.
         product: For ``mtp`` and ``mhp``: the compiled ``(x, argument) ↦`` product,
             from the point.
         residual: For ``mtp`` and ``mhp``: the compiled operator, keeping residuals.
@@ -312,11 +313,12 @@ class _Compiled:
     def __init__(
         self,
         function: Callable[..., tuple[Any, ...]],
+        separate: Callable[..., Any],
         product: Callable[..., Any] | None = None,
         residual: Callable[..., Any] | None = None,
     ) -> None:
         self.function = function
-        self.separate = jax.jit(function)
+        self.separate = separate
         self.packed = jax.jit(functools.partial(_concatenated, function))
         self.product = product
         self.residual = residual
@@ -390,18 +392,23 @@ _OUTPUTS_AFTER_PRODUCT: dict[
 to evaluate, and to differentiate for the product."""
 
 
-def _compiled(function: FrameworkDerivative) -> _Compiled:
-    """The compiled evaluation of ``function``; its product, if any, recomputed."""
+def _compiled(function: FrameworkDerivative, call: Callable[..., Any]) -> _Compiled:
+    """The compiled evaluation of ``function`` (``call``, compiled whole).
+
+    Its product, if it has one, recomputed from the point where that is faster.
+    """
     if function.transform not in _OUTPUTS_AFTER_PRODUCT:
-        return _Compiled(function)
+        return _Compiled(function, call)
     outputs, differentiated = _OUTPUTS_AFTER_PRODUCT[function.transform]
     operator, func = function.operator, function.func
+    computed = functools.partial(outputs, func, operator=operator)
     return _Compiled(
-        functools.partial(outputs, func, operator=operator),
+        computed,
+        jax.jit(computed),
         jax.jit(
             functools.partial(_contracted_gradient, differentiated, func, operator)
         ),
-        jax.jit(function),
+        call,
     )
 
 
@@ -697,7 +704,7 @@ def _wrap(
         if compile and function.operator == "vjp_and_value":
             evaluate = functools.partial(_evaluate_product, call)
         elif compile:
-            evaluate = _compiled(function)
+            evaluate = _compiled(function, call)
         return DerivativeFunction(
             function.operator,
             evaluate,
