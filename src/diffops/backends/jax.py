@@ -422,8 +422,9 @@ def _owned(value: Any) -> np.ndarray:
 
     NumPy's view of JAX's host buffer (from a GPU, of a transfer into a new one) is
     read-only, and a product's residuals may be that same buffer, so the view is
-    copied. Not ``np.array(value)``: on an H100 machine, that took 3 to 5 times the
-    transfer of a Hessian from the GPU, the view's copy a quarter of it.
+    copied (``np.array(value)`` costs the same). Where the output is large, the copy's
+    memory may be freshly mapped at each call: see "Large outputs and the C
+    allocator" in docs/backends.md.
     """
     return np.asarray(value).copy()
 
