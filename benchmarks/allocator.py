@@ -10,11 +10,12 @@ A Hessian of ``n = 300`` is 720 kB, of ``n = 1000`` 8 MB. glibc's ``malloc`` map
 block that large afresh and gives it back to the system when freed (or trims the
 heap's free top), so a loop that makes and drops such arrays may touch new pages on
 every call, each a page fault. Code written by hand allocates too (JAX's result
-buffers, torch's tensors); diffops adds the copy the caller owns. The two variables
-keep freed blocks in the process instead. It prints one line per backend, ``n`` and
-form: microseconds per call (median of 7 runs of 20 calls, outputs dropped after each
-call) and minor page faults per call. Its figures are in docs/backends.md ("Large
-outputs and the C allocator").
+buffers, torch's tensors); with ``jax``, diffops adds the copy the caller owns. The
+two variables keep freed blocks in the process instead. It prints one line per
+backend, ``n`` and form: microseconds per call (median of 7 batches of 20 calls,
+after 20 unmeasured, the two forms taking turns, outputs dropped after each call) and
+minor page faults per call. Its figures are in docs/backends.md ("Large outputs and
+the C allocator").
 """
 
 from __future__ import annotations
@@ -36,18 +37,32 @@ OPERATOR = "hessian_grad_and_value"
 BY_HAND = {"jax": "jit composite", "torch": "autograd.grad"}
 
 
-def per_call(call: Callable[[], Any], calls: int = 20) -> tuple[float, float]:
-    """Median µs per call over 7 runs, and page faults per call over all of them."""
-    call()
-    times = []
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(7):
-        start = time.perf_counter()
-        for _ in range(calls):
+def per_call(
+    calls: dict[str, Callable[[], Any]], batch: int = 20
+) -> dict[str, tuple[float, float]]:
+    """Median µs per call and page faults per call, of each form, timed in turn.
+
+    Each form makes ``batch`` calls unmeasured first, then 7 batches measured, the
+    forms taking turns, so that none alone pays for taking the heap to the size the
+    loop keeps.
+    """
+    for call in calls.values():
+        for _ in range(batch):
             call()
-        times.append((time.perf_counter() - start) / calls * 1e6)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    return statistics.median(times), faults / (7 * calls)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    faults = dict.fromkeys(calls, 0)
+    for _ in range(7):
+        for name, call in calls.items():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            start = time.perf_counter()
+            for _ in range(batch):
+                call()
+            times[name].append((time.perf_counter() - start) / batch * 1e6)
+            faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return {
+        name: (statistics.median(times[name]), faults[name] / (7 * batch))
+        for name in calls
+    }
 
 
 def main() -> None:
@@ -64,8 +79,8 @@ def main() -> None:
                 "diffops": autodiff_fallback(None, func, OPERATOR, OPERATOR, backend),
                 "by hand": hand_written(backend, OPERATOR, func)[BY_HAND[backend]],
             }
-            for name, function in forms.items():
-                microseconds, faults = per_call(functools.partial(function, x))
+            calls = {name: functools.partial(f, x) for name, f in forms.items()}
+            for name, (microseconds, faults) in per_call(calls).items():
                 print(
                     f"{backend:6s} {OPERATOR} n={n:5d} {name:8s}"
                     f" {microseconds:9.0f} µs {faults:7.0f} page faults",
