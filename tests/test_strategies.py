@@ -30,6 +30,7 @@ from functions import (
 from helpers import argument_for, derivative, evaluate, expected_outputs, in_threads
 
 import diffops
+from diffops.operators import OPERATORS
 
 TOLERANCE = {"rtol": 1e-10, "atol": 1e-12}
 
@@ -330,6 +331,37 @@ def test_torch_records_where_the_caller_turned_recording_off(mode):
     np.testing.assert_allclose(mtp(np.diag([1.0, 2.0, 3.0])), [1, 2, 3], **TOLERANCE)
     np.testing.assert_allclose(mhp(np.ones((3, 3))), 2 * np.ones(3), **TOLERANCE)
     np.testing.assert_allclose(vjp(np.ones(3)), 2 * x, **TOLERANCE)
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_torch_calls_each_transform_itself_where_the_graph_is_recorded(operator):
+    # The per-call path skips _recording's wrapper only for this module's transforms.
+    backend_module("torch")
+    made = derivative("torch", operator, lambda x: x)
+    assert made.evaluate.transform is not None
+
+
+def test_a_torch_framework_derivative_of_another_transform_still_records():
+    torch, _ = _torch_functions()
+    from diffops.backends import torch as torch_backend
+    from diffops.functions import FrameworkDerivative
+
+    def transform(func, x):  # written by a user, not wrapped by _recording
+        value = func(x)
+        (grad,) = torch.autograd.grad(value, x)
+        return grad, value.detach()
+
+    def f(x):  # f = Σ x³/6: g = x²/2
+        return torch.sum(x**3) / 6
+
+    made = torch_backend.return_numpy_arrays(
+        FrameworkDerivative("grad_and_value", transform, f)
+    )
+    assert made.evaluate.transform is None
+    x = np.array([0.5, -1.0, 2.0])
+    g, v = made(x)
+    np.testing.assert_allclose(g, x**2 / 2, **TOLERANCE)
+    np.testing.assert_allclose(v, np.sum(x**3) / 6, **TOLERANCE)
 
 
 def test_a_torch_product_whose_data_changed_in_place_says_so():

@@ -220,6 +220,11 @@ def _recorded(
     return leaf, _value(func, operator, check, leaf)
 
 
+_UNWRAPPED: dict[Callable[..., Any], Callable[..., tuple[Any, ...]]] = {}
+"""Each transform :func:`_recording` made, to the one it wraps, which
+:class:`_Evaluate` calls itself where the graph is recorded anyway."""
+
+
 def _recording(
     transform: Callable[..., tuple[Any, ...]],
 ) -> Callable[..., tuple[Any, ...]]:
@@ -237,11 +242,6 @@ def _recording(
 
     _UNWRAPPED[recording] = transform
     return recording
-
-
-_UNWRAPPED: dict[Callable[..., Any], Callable[..., tuple[Any, ...]]] = {}
-"""Each transform :func:`_recording` made, to the one it wraps, which
-:class:`_Evaluate` calls itself where the graph is recorded anyway."""
 
 
 # The operators' computations at one point, on tensors.
