@@ -14,8 +14,9 @@ buffers, torch's tensors); with ``jax``, diffops adds the copy the caller owns. 
 two variables keep freed blocks in the process instead. It prints one line per
 backend, ``n`` and form: microseconds per call (median of 7 batches of 20 calls,
 after 20 unmeasured, the two forms taking turns, outputs dropped after each call) and
-minor page faults per call. Its figures are in docs/backends.md ("Large outputs and
-the C allocator").
+minor page faults per call, JAX computing in float64 on the calling thread (as
+``diffops bench --jax-sync``). Its figures are in docs/backends.md ("Large outputs
+and the C allocator").
 """
 
 from __future__ import annotations
