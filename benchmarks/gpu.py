@@ -6,37 +6,36 @@ Run where there is a CUDA device, from the repository's root::
     python benchmarks/gpu.py jax       # JAX's default device (its GPU, if it has one)
     JAX_PLATFORMS=cpu python benchmarks/gpu.py jax    # the same on the CPU
 
-It prints one line per operator and ``n``: microseconds per call (the best of 5
-repeats), NumPy in and NumPy out. By hand is ``torch.autograd.grad`` on the device
-(Hessian rows pulled back with ``is_grads_batched=True``), or the jitted composite for
-JAX, each returning its outputs as ``tensor.cpu().numpy()`` or ``np.asarray``: no copy
-the caller owns. Its figures are in docs/backends.md ("On a GPU").
+It prints one line per operator and ``n``: microseconds per call (the median of 7
+repeats after 3 warm calls, the forms taking turns so that none alone pays for what
+the process does first, such as growing its heap), NumPy in and NumPy out. By hand is
+``torch.autograd.grad`` on the device (Hessian rows pulled back with
+``is_grads_batched=True``), or the jitted composite for JAX, each returning its
+outputs as ``tensor.cpu().numpy()`` or ``np.asarray``: no copy the caller owns. Its
+figures are in docs/backends.md ("On a GPU").
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-import time
-import timeit
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from diffops import autodiff_fallback
-from diffops.bench import hand_written, sample_scalar_function
+from diffops.bench import _interleaved, hand_written, sample_scalar_function
 from diffops.namespaces import array_namespace
 
 
-def microseconds(call: Callable[[], Any], budget: float = 0.4) -> float:
-    """Best of 5 repeats, each about ``budget / 5`` seconds, after two warm calls."""
-    call()
-    call()
-    start = time.perf_counter()
-    call()
-    number = max(1, int(budget / 5 / max(time.perf_counter() - start, 1e-6)))
-    return min(timeit.repeat(call, number=number, repeat=5)) / number * 1e6
+def microseconds(calls: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """Median µs per call of each form, 7 repeats of about 0.06 s, taking turns."""
+    for call in calls.values():
+        for _ in range(3):
+            call()
+    median, _ = _interleaved(calls, 7, 0.06)
+    return median
 
 
 def _torch_by_hand(operator: str, func: Callable[..., Any], x: np.ndarray) -> Any:
@@ -68,12 +67,16 @@ def torch_rows() -> None:
             on_gpu = torch_backend.return_numpy_arrays(
                 getattr(torch_backend, operator)(func), device="cuda"
             )
-            by_hand = functools.partial(_torch_by_hand, operator, func, x)
+            times = microseconds(
+                {
+                    "cpu": functools.partial(on_cpu, x),
+                    "gpu": functools.partial(on_gpu, x),
+                    "gpu by hand": functools.partial(_torch_by_hand, operator, func, x),
+                }
+            )
             print(
                 f"torch {operator:24s} n={n:5d}"
-                f"  cpu {microseconds(functools.partial(on_cpu, x)):9.0f}"
-                f"  gpu {microseconds(functools.partial(on_gpu, x)):9.0f}"
-                f"  gpu by hand {microseconds(by_hand):9.0f}",
+                + "".join(f"  {name} {us:9.0f}" for name, us in times.items()),
                 flush=True,
             )
 
@@ -93,10 +96,15 @@ def jax_rows() -> None:
             x = np.random.default_rng(0).uniform(-1, 1, n)
             ours = autodiff_fallback(None, func, operator, operator, "jax")
             by_hand = hand_written("jax", operator, func)["jit composite"]
+            times = microseconds(
+                {
+                    "diffops": functools.partial(ours, x),
+                    "by hand": functools.partial(by_hand, x),
+                }
+            )
             print(
                 f"jax-{jax.default_backend()} {operator:24s} n={n:5d}"
-                f"  diffops {microseconds(functools.partial(ours, x)):9.0f}"
-                f"  by hand {microseconds(functools.partial(by_hand, x)):9.0f}",
+                + "".join(f"  {name} {us:9.0f}" for name, us in times.items()),
                 flush=True,
             )
 
