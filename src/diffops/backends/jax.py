@@ -267,8 +267,9 @@ class _FromPoint:
 
 # The compiled evaluation: small outputs packed, products recomputed where faster.
 
-Layout = tuple[tuple[int, int, tuple[int, ...]], ...]
-"""Where each output lies in the packed array: start, stop and shape."""
+Layout = tuple[tuple[int | slice, tuple[int, ...] | None], ...]
+"""Where each output lies in the packed array: its index there (a position for a
+0-d output, a slice for others) and, for more than one dimension, its shape."""
 
 Plan = Layout | str
 """How a compiled evaluation runs at one length and dtype of ``x``: packed in a
@@ -347,9 +348,14 @@ class _Compiled:
         sizes = [int(np.prod(shape.shape)) for shape in shapes]
         if sum(sizes) > PACK_UP_TO or len({shape.dtype for shape in shapes}) > 1:
             return _SEPARATE
-        layout, start = [], 0
+        layout: list[tuple[int | slice, tuple[int, ...] | None]] = []
+        start = 0
         for shape, size in zip(shapes, sizes, strict=True):
-            layout.append((start, start + size, shape.shape))
+            if shape.ndim == 0:
+                layout.append((start, None))
+            else:
+                reshaped = shape.shape if shape.ndim > 1 else None
+                layout.append((slice(start, start + size), reshaped))
             start += size
         return tuple(layout)
 
@@ -362,14 +368,13 @@ class _Compiled:
             plan = self.plans[key] = self._plan(x)
         if type(plan) is tuple:
             packed = np.asarray(self.packed(x))  # JAX's, read-only
-            outputs = tuple(
-                [
-                    packed[start]
-                    if shape == ()
-                    else packed[start:stop].reshape(shape).copy()
-                    for start, stop, shape in plan
-                ]
-            )
+            arrays = []
+            for index, shape in plan:  # a loop: 0.2-0.4 µs less than a comprehension
+                part = packed[index]
+                if type(index) is slice:  # else a NumPy scalar, a copy already
+                    part = (part if shape is None else part.reshape(shape)).copy()
+                arrays.append(part)
+            outputs = tuple(arrays)
         elif plan is _SEPARATE:
             outputs = _numpy_outputs(self.separate(x))
         else:  # _RESIDUALS
