@@ -1,6 +1,6 @@
 """Where a backend picks between ways of computing, every way gives the right answer.
 
-The compiled ``jax`` backend computes ``mtp`` and ``mhp`` from the point up to
+The compiled ``jax`` backend computes ``mtp``, ``mhp`` and ``vjp`` from the point up to
 ``n = RECOMPUTE_UP_TO`` and from the residuals of the evaluation beyond, and returns
 outputs of at most ``PACK_UP_TO`` numbers packed in one array; both sides of each
 threshold are tested here, with the threshold moved so that small cases cross it, or
@@ -43,10 +43,21 @@ def backend_module(backend: str):
     return found.module
 
 
-def expected_product(case: ScalarCase | VectorCase, x, argument) -> np.ndarray:
-    """``∂/∂x ⟨argument, H(x)⟩`` (or ``J``) from the hand-derived formula."""
+def expected_product(
+    case: ScalarCase | VectorCase, x, argument, operator: str = ""
+) -> np.ndarray:
+    """``∂/∂x ⟨argument, H(x)⟩`` (``J`` for ``mhp``, ``c`` for ``vjp``), by hand."""
+    if operator == "vjp_and_value":
+        return argument @ case.jacobian(x)
     below = case.hessian if isinstance(case, ScalarCase) else case.jacobian
     return complex_step_derivative(lambda y: np.sum(argument * below(y)), x)
+
+
+def output_below_the_product(case: ScalarCase | VectorCase, operator: str):
+    """The hand-derived formula of the operator's output after the product."""
+    if operator == "vjp_and_value":
+        return case.value
+    return case.hessian if isinstance(case, ScalarCase) else case.jacobian
 
 
 def jax_derivative_with(monkeypatch, threshold: str, value: int, operator: str, case):
@@ -67,6 +78,8 @@ PRODUCT_CASES = [
     ("mtp_hessian_grad_and_value", QUADRATIC),  # a constant Hessian: mtp is 0
     ("mhp_jacobian_and_value", SEVERAL_OUTPUTS),
     ("mhp_jacobian_and_value", CUBES),
+    ("vjp_and_value", SEVERAL_OUTPUTS),
+    ("vjp_and_value", CUBES),
 ]
 
 
@@ -85,30 +98,33 @@ def test_jax_products_on_both_sides_of_the_threshold(
     for _ in range(2):  # two arguments, one point: the state serves both
         argument = rng.standard_normal(outputs[0].shape)
         np.testing.assert_allclose(
-            outputs[0](argument), expected_product(case, x, argument), **TOLERANCE
+            outputs[0](argument),
+            expected_product(case, x, argument, operator),
+            **TOLERANCE,
         )
-    below = case.hessian if isinstance(case, ScalarCase) else case.jacobian
+    below = output_below_the_product(case, operator)
     np.testing.assert_allclose(outputs[1], below(x), **TOLERANCE)
 
 
 @pytest.mark.parametrize("recompute_up_to", [10_000, 0], ids=["below", "above"])
+@pytest.mark.parametrize(
+    ("operator", "case"),
+    [("mtp_hessian_grad_and_value", SMOOTH), ("vjp_and_value", SEVERAL_OUTPUTS)],
+    ids=str,
+)
 def test_a_recomputing_product_stays_at_its_point_and_pickles(
-    recompute_up_to, monkeypatch
+    operator, case, recompute_up_to, monkeypatch
 ):
     d = jax_derivative_with(
-        monkeypatch,
-        "RECOMPUTE_UP_TO",
-        recompute_up_to,
-        "mtp_hessian_grad_and_value",
-        SMOOTH,
+        monkeypatch, "RECOMPUTE_UP_TO", recompute_up_to, operator, case
     )
-    x = SMOOTH.point.copy()
+    x = case.point.copy()
     first = d(x)[0]
     point = x.copy()
     x += 0.5  # the caller moves on, in place
     d(x)  # and evaluates at the new point
     argument = np.random.default_rng(4).standard_normal(first.shape)
-    expected = expected_product(SMOOTH, point, argument)
+    expected = expected_product(case, point, argument, operator)
     np.testing.assert_allclose(first(argument), expected, **TOLERANCE)
     np.testing.assert_allclose(
         pickle.loads(pickle.dumps(first))(argument), expected, **TOLERANCE
@@ -130,9 +146,15 @@ def test_a_jax_product_reads_data_as_its_evaluation_did(
     def f(x):  # f = scale Σ x³/6: H = scale diag(x), mtp(M) = scale diag(M)
         return data["scale"] * jnp.sum(x**3) / 6
 
+    def c(x):  # c = scale x²: J = scale diag(2x), vjp(u) = 2 scale x u
+        return data["scale"] * x**2
+
     x = np.array([0.5, -1.0, 2.0])
     mtp, H, _, _ = derivative(backend, "mtp_hessian_grad_and_value", f)(x)
+    vjp, value = derivative(backend, "vjp_and_value", c)(x)
     data["scale"] = 100.0
+    np.testing.assert_allclose(value, x**2, **TOLERANCE)
+    np.testing.assert_allclose(vjp(np.array([1.0, 2.0, 3.0])), [1, -4, 12], **TOLERANCE)
     np.testing.assert_allclose(H, np.diag(x), **TOLERANCE)
     np.testing.assert_allclose(mtp(np.diag([1.0, 2.0, 3.0])), [1, 2, 3], **TOLERANCE)
 

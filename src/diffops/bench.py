@@ -139,7 +139,7 @@ def _as_numpy(value: Any) -> Any:
 
 
 def _jax_forms(operator: str, func: Callable[..., Any], compile: bool) -> Any:
-    """The jitted composite and, for ``mtp`` and ``mhp``, the two-call bound."""
+    """The jitted composite and, for a product operator, the two-call bound."""
     import jax
     import jax.numpy as jnp
 
@@ -169,6 +169,7 @@ def _jax_forms(operator: str, func: Callable[..., Any], compile: bool) -> Any:
             func(x),
         ),
         "vjp_and_value": lambda x: tuple(reversed(jax.vjp(func, x))),
+        "value": lambda x: (func(x),),
     }
     function = compiled(definitions[operator])
     apply = compiled(lambda pullback, argument: pullback(argument)[0])
@@ -185,6 +186,7 @@ def _jax_forms(operator: str, func: Callable[..., Any], compile: bool) -> Any:
     lower = {
         "mtp_hessian_grad_and_value": ("hessian_grad_and_value", jax.hessian),
         "mhp_jacobian_and_value": ("jacobian_and_value", jax.jacrev),
+        "vjp_and_value": ("value", lambda func: func),
     }
     if compile and operator in lower:
         # Two compiled calls: the outputs, then the product from (x, M) as the
