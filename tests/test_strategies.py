@@ -136,27 +136,35 @@ def test_a_recomputing_product_stays_at_its_point_and_pickles(
 def test_a_jax_product_reads_data_as_its_evaluation_did(
     backend, recompute_up_to, monkeypatch
 ):
-    """Data changed between the evaluation and the product's first use is not read."""
+    """Data changed between the evaluation and the product's first use is not read.
+
+    Neither a Python number rebound nor a NumPy array changed in place.
+    """
     backend_module("jax")
     import jax.numpy as jnp
 
     monkeypatch.setattr(backend_module("jax"), "RECOMPUTE_UP_TO", recompute_up_to)
-    data = {"scale": 1.0}
+    data, weights = {"scale": 1.0}, np.ones(3)
 
-    def f(x):  # f = scale Σ x³/6: H = scale diag(x), mtp(M) = scale diag(M)
-        return data["scale"] * jnp.sum(x**3) / 6
+    def f(x):  # f = s Σ w x³/6: H = s diag(w x), mtp(M) = s w diag(M)
+        return data["scale"] * jnp.sum(weights * x**3) / 6
 
-    def c(x):  # c = scale x²: J = scale diag(2x), vjp(u) = 2 scale x u
-        return data["scale"] * x**2
+    def c(x):  # c = s w x²: J = s diag(2 w x), vjp(u) = 2 s w x u, mhp = 2 s w diag(M)
+        return data["scale"] * weights * x**2
 
     x = np.array([0.5, -1.0, 2.0])
     mtp, H, _, _ = derivative(backend, "mtp_hessian_grad_and_value", f)(x)
+    mhp, J, _ = derivative(backend, "mhp_jacobian_and_value", c)(x)
     vjp, value = derivative(backend, "vjp_and_value", c)(x)
     data["scale"] = 100.0
+    weights *= 10.0
+    M = np.diag([1.0, 2.0, 3.0])
     np.testing.assert_allclose(value, x**2, **TOLERANCE)
     np.testing.assert_allclose(vjp(np.array([1.0, 2.0, 3.0])), [1, -4, 12], **TOLERANCE)
+    np.testing.assert_allclose(J, np.diag(2 * x), **TOLERANCE)
+    np.testing.assert_allclose(mhp(M), [2, 4, 6], **TOLERANCE)
     np.testing.assert_allclose(H, np.diag(x), **TOLERANCE)
-    np.testing.assert_allclose(mtp(np.diag([1.0, 2.0, 3.0])), [1, 2, 3], **TOLERANCE)
+    np.testing.assert_allclose(mtp(M), [1, 2, 3], **TOLERANCE)
 
 
 def test_a_jax_product_jax_cannot_take_fails_where_it_is_used():

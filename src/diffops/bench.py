@@ -183,6 +183,7 @@ def _jax_forms(operator: str, func: Callable[..., Any], compile: bool) -> Any:
     forms = {"jit composite" if compile else "composite": call}
     # The operator whose outputs the product operator's are, after the product, and
     # the derivative the product differentiates.
+    lower: dict[str, tuple[str, Callable[[Callable[..., Any]], Callable[..., Any]]]]
     lower = {
         "mtp_hessian_grad_and_value": ("hessian_grad_and_value", jax.hessian),
         "mhp_jacobian_and_value": ("jacobian_and_value", jax.jacrev),

@@ -351,18 +351,19 @@ class _Compiled:
         shapes = jax.eval_shape(self.function, point)
         trace = getattr(self.product, "trace", None)  # JAX 0.4.31 on
         if trace is not None:
-            # Traced now, so that it reads the data func reads (globals, closures)
+            # Traced and lowered now, so that it reads the data func reads
+            # (globals, closures; a NumPy array's contents are read when lowered)
             # as the evaluation does, not as they are at its first use; its calls
-            # find this trace in JAX's cache. Keeping the trace here instead, and
-            # calling its compiled form, would survive jax.clear_caches but costs
-            # 0.8 µs a product (a Compiled object's call against jit's).
+            # find this lowering in JAX's cache. Keeping the lowering here instead,
+            # and calling its compiled form, would survive jax.clear_caches but
+            # costs 0.8 µs a product (a Compiled object's call against jit's).
             below = shapes[0]  # H or J, whose shape and dtype the argument has
             argument = jax.ShapeDtypeStruct(below.shape, below.dtype)  # type: ignore[no-untyped-call]
             # One order more than the outputs, which JAX may not take (a while_loop
             # reversed): then the product raises it where it is used, and the
             # outputs are returned.
             with contextlib.suppress(Exception):
-                trace(point, argument)
+                trace(point, argument).lower()
         sizes = [int(np.prod(shape.shape)) for shape in shapes]
         if sum(sizes) > PACK_UP_TO or len({shape.dtype for shape in shapes}) > 1:
             return _SEPARATE
