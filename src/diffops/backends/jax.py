@@ -90,13 +90,14 @@ written by hand (the jitted composite keeps residuals, the two-call bound does n
 ``mtp``, recomputing is 1.3-1.5 times faster up to ``n = 1000`` and keeping the
 residuals 1.6 times faster from ``n = 1200``, where ``H`` no longer fits the
 cache; for ``mhp`` the two are within 15% at every ``n``. For ``vjp`` (two
-constraints, ``n = 30`` and ``1000``), recomputing makes the call 1.4-1.6 times faster
+constraints, ``n = 30`` and ``1000``), recomputing makes the call 1.5-1.6 times faster
 and a call and one product 1.3-1.4 times. ``python benchmarks/recompute.py`` measures
 dearer functions, layers of ``tanh(W x)`` at ``n = 300`` that close over ``W``: with
-two layers, which the residuals return ``W`` from, the call is 2-5 times faster and a
-call and one product 1.2-1.35 times, a product alone 1.3 times slower; with twenty
-(0.2 ms a forward pass), a product alone is 1.6-1.7 times slower and a call and one
-product 1.1 times, the cost of the one more forward pass each product makes.
+two layers, which the residuals return ``W`` from, the call is 2-7 times faster and a
+call and one product 1.3-1.35 times, a product alone 1.2 times slower; with twenty
+(0.2 ms a forward pass), a product alone is 1.4 times slower, the cost of the one more
+forward pass each product makes, and a call and one product cost 0.99-1.09 times as
+much.
 """
 
 PACK_UP_TO = 1024
