@@ -43,21 +43,19 @@ def backend_module(backend: str):
     return found.module
 
 
-def expected_product(
-    case: ScalarCase | VectorCase, x, argument, operator: str = ""
-) -> np.ndarray:
-    """``∂/∂x ⟨argument, H(x)⟩`` (``J`` for ``mhp``, ``c`` for ``vjp``), by hand."""
-    if operator == "vjp_and_value":
-        return argument @ case.jacobian(x)
-    below = case.hessian if isinstance(case, ScalarCase) else case.jacobian
-    return complex_step_derivative(lambda y: np.sum(argument * below(y)), x)
-
-
-def output_below_the_product(case: ScalarCase | VectorCase, operator: str):
+def output_below_the_product(case: ScalarCase | VectorCase, operator: str = ""):
     """The hand-derived formula of the operator's output after the product."""
     if operator == "vjp_and_value":
         return case.value
     return case.hessian if isinstance(case, ScalarCase) else case.jacobian
+
+
+def expected_product(
+    case: ScalarCase | VectorCase, x, argument, operator: str = ""
+) -> np.ndarray:
+    """``∂/∂x ⟨argument, H(x)⟩`` (``J`` for ``mhp``, ``c`` for ``vjp``), by hand."""
+    below = output_below_the_product(case, operator)
+    return complex_step_derivative(lambda y: np.sum(argument * below(y)), x)
 
 
 def jax_derivative_with(monkeypatch, threshold: str, value: int, operator: str, case):
