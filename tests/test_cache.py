@@ -174,9 +174,19 @@ def _damaged(directory: Path) -> dict[str, Callable[[Path, str], None]]:
         return lambda path, _: path.write_text(text)
 
     def with_payload(payload: Any) -> Callable[[Path, str], None]:
+        # Whole entries, their digests right: each damage here is in the payload.
         return lambda path, key: path.write_text(
-            json.dumps({"key": key, "payload": payload})
+            json.dumps(
+                {"key": key, "payload": payload, "sha256": cache._digest(key, payload)}
+            )
         )
+
+    def code_changed(path: Path, _: str) -> None:
+        # One byte of the code changed, key and digest as written: still valid
+        # JSON and runnable code, which gives 3 x + cos x for 2 x + cos x.
+        text = path.read_text()
+        assert "2.0*x[0]" in text, "the generated code is not as this test expects"
+        path.write_text(text.replace("2.0*x[0]", "3.0*x[0]"))
 
     return {
         "empty": write(""),
@@ -190,13 +200,17 @@ def _damaged(directory: Path) -> dict[str, Callable[[Path, str], None]]:
         "source that raises": with_payload({"source": "1 / 0", "function": "f"}),
         "source in error": with_payload({"source": "def (", "function": "f"}),
         "wrong function": with_payload({"source": "g = 1", "function": "f"}),
+        "code changed by a byte": code_changed,
+        "no digest": lambda path, key: path.write_text(
+            json.dumps({"key": key, "payload": json.loads(path.read_text())["payload"]})
+        ),
     }
 
 
 DAMAGES = [
     "empty", "garbage", "truncated", "a JSON list", "no key", "another key's entry",
     "no payload", "no source", "source that raises", "source in error",
-    "wrong function",
+    "wrong function", "code changed by a byte", "no digest",
 ]  # fmt: skip
 
 

@@ -6,9 +6,11 @@ here, under a key that says what it computes (the symbolic expression, the opera
 the size and the versions of the libraries that made it), never the function's name
 or source, so that a changed constant can never be served stale code.
 
-An entry is a JSON file named by the SHA-256 of its key, which it records in full: it
-is used only where the recorded key equals the key asked for, and a corrupt,
-truncated or foreign entry is ignored (and replaced when the code is made again).
+An entry is a JSON file named by the SHA-256 of its key, which it records in full with
+the SHA-256 of its contents: it is used only where the recorded key equals the key
+asked for and the contents their digest, so that a corrupt, truncated or foreign
+entry, or one whose code was changed by a byte, is ignored (and replaced when the
+code is made again).
 Entries are written to a temporary file and renamed, so that processes making the same
 code at once all succeed, and readable by their user only, since their code is run.
 
@@ -60,6 +62,12 @@ def _path(directory: Path, key: str) -> Path:
     return directory / (hashlib.sha256(key.encode()).hexdigest() + _SUFFIX)
 
 
+def _digest(key: str, payload: Any) -> str:
+    """The SHA-256 of an entry's contents, its key and payload, as written."""
+    text = json.dumps([key, payload], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _private(status: os.stat_result) -> bool:
     """Whether an entry is this user's own and nobody else can write it.
 
@@ -75,8 +83,8 @@ def load(key: str) -> dict[str, Any] | None:
     """The payload stored under ``key``, or ``None``.
 
     ``None`` also where the cache is off, or the entry is missing, unreadable, not
-    JSON, records another key, or is not this user's own (owned by another user or
-    writable by others).
+    JSON, records another key, does not match the digest it records, or is not this
+    user's own (owned by another user or writable by others).
 
     Args:
         key: What the payload computes, as a string.
@@ -97,7 +105,9 @@ def load(key: str) -> dict[str, Any] | None:
     if not isinstance(entry, dict) or entry.get("key") != key:
         return None
     payload = entry.get("payload")
-    return payload if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or entry.get("sha256") != _digest(key, payload):
+        return None
+    return payload
 
 
 def store(key: str, payload: dict[str, Any]) -> None:
@@ -115,7 +125,7 @@ def store(key: str, payload: dict[str, Any]) -> None:
     directory = cache_directory()
     if directory is None:
         return
-    text = json.dumps({"key": key, "payload": payload})
+    text = json.dumps({"key": key, "payload": payload, "sha256": _digest(key, payload)})
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         prefix, suffix = _TEMPORARY
