@@ -237,3 +237,19 @@ def test_a_callable_instance_is_named_by_its_class_and_place():
     with pytest.raises(TypeError, match=r"cannot differentiate Model.__call__ \(.*"
                        r"test_errors.py, line \d+\)"):  # fmt: skip
         derivative("jax", "grad_and_value", Model())(np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("operator", DIFF_OPS)
+def test_a_function_returning_complex_numbers_is_refused(backend, operator):
+    # Differentiated as real, the imaginary part would be dropped, with at most the
+    # framework's warning.
+    if backend == "symnum":
+        pytest.skip("SymNum's expressions are real")
+    xp = array_namespace(backend)
+    if operator in SCALAR_OPERATORS:
+        func = lambda x: xp.sum(xp.sin(x)) * (1 + 2j)  # noqa: E731
+    else:
+        func = lambda x: xp.sin(x) * (1 + 2j)  # noqa: E731
+    with pytest.raises(TypeError, match=rf"{operator} needs func to return real "
+                       r"numbers; it returned complex ones"):  # fmt: skip
+        derivative(backend, operator, func)(np.array([1.0, 2.0]))

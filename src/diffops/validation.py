@@ -17,6 +17,7 @@ __all__ = [
     "as_plain_array",
     "as_product_argument",
     "check_callable",
+    "check_real_output",
     "check_scalar_output",
     "check_vector_output",
     "check_vector_shape",
@@ -280,6 +281,7 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
     """
     shape = getattr(value, "shape", None)
     if shape is not None:
+        check_real_output(getattr(value, "dtype", None), operator)
         if getattr(value, "dtype", None) == np.dtype(object):
             msg = (
                 f"{operator} needs func to return an array of numbers; it returned a "
@@ -296,6 +298,24 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
         f"{type(value).__name__}."
     )
     raise TypeError(msg)
+
+
+def check_real_output(dtype: Any, operator: str) -> None:
+    """``TypeError`` if ``dtype`` (NumPy's, JAX's or PyTorch's) is a complex one.
+
+    Differentiated as real, complex values would lose their imaginary part, which
+    the frameworks only warn of.
+
+    Args:
+        dtype: The dtype of what ``func`` returned.
+        operator: The operator's name, for the message.
+    """
+    if getattr(dtype, "kind", None) == "c" or getattr(dtype, "is_complex", False):
+        msg = (
+            f"{operator} needs func to return real numbers; it returned complex "
+            f"ones ({dtype}): return the real part, or the modulus, that you mean."
+        )
+        raise TypeError(msg)
 
 
 def check_scalar_output(shape: tuple[int, ...], operator: str) -> None:

@@ -46,6 +46,7 @@ from diffops.operators import OPERATORS, operator_sections
 from diffops.validation import (
     as_plain_array,
     check_callable,
+    check_real_output,
     check_scalar_output,
     check_vector_output,
 )
@@ -202,7 +203,10 @@ def _value(
         )
         raise TypeError(msg)
     check(tuple(value.shape), operator)
-    return value if value.dtype == x.dtype else value.to(x.dtype)
+    if value.dtype == x.dtype:
+        return value
+    check_real_output(value.dtype, operator)
+    return value.to(x.dtype)
 
 
 def _recorded(
