@@ -552,7 +552,13 @@ def test_torch_compile_for_first_order_operators():
     again = pickle.loads(pickle.dumps(d))  # compiled again where unpickled
     assert again._rebuild[1][2] is True
     np.testing.assert_allclose(again(x + 1)[0], (x + 1) ** 2 / 2 + np.cos(x + 1))
-    with pytest.raises(ValueError, match=r"compile=True is for vjp_and_value and"):
+    with pytest.raises(
+        ValueError, match=r"compile=True is for vjp_and_value and.*twice"
+    ):
         torch_backend.return_numpy_arrays(
             torch_backend.hessian_grad_and_value(f), compile=True
+        )
+    with pytest.raises(ValueError, match=r"jacobian_and_value pulls its rows back"):
+        torch_backend.return_numpy_arrays(
+            torch_backend.jacobian_and_value(torch_backend.torch.sin), compile=True
         )

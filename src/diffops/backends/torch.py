@@ -678,13 +678,26 @@ def return_numpy_arrays(
     )
 
 
+_TWICE = (
+    "differentiates twice, which torch.compile cannot (PyTorch's aot_autograd has no "
+    "double backward)"
+)
+_NOT_COMPILABLE = {
+    "jacobian_and_value": (
+        "pulls its rows back in one batched pass (is_grads_batched=True), which "
+        "torch.compile's backward pass cannot run"
+    ),
+}
+"""Why ``compile=True`` refuses an operator, where it is not :data:`_TWICE`."""
+
+
 def _compiled(function: FrameworkDerivative) -> FrameworkDerivative:
     """``function`` computed from :func:`torch.compile` of the user's function."""
     if function.operator not in COMPILABLE:
+        reason = _NOT_COMPILABLE.get(function.operator, _TWICE)
         msg = (
             f"compile=True is for {' and '.join(COMPILABLE)}; {function.operator} "
-            "differentiates twice, which torch.compile cannot (PyTorch's "
-            "aot_autograd has no double backward): leave compile out for it."
+            f"{reason}: leave compile out for it."
         )
         raise ValueError(msg)
     compiled = torch.compile(function.func)
