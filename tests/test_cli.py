@@ -35,6 +35,21 @@ def test_demo_checks_and_times_every_operator(capsys):
     assert "All 12 results agree" in out
 
 
+def test_a_reader_that_stops_reading_gets_no_traceback():
+    # As `diffops backends | head -1`: the pipe is closed before diffops writes.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "diffops", "backends"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()
+    errors = process.stderr.read()
+    assert process.wait(timeout=300) == 1
+    assert "Traceback" not in errors, errors
+    assert "BrokenPipeError" not in errors, errors
+
+
 def test_python_dash_m_runs_the_command_line():
     result = subprocess.run(
         [sys.executable, "-m", "diffops", "backends"],

@@ -490,7 +490,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``diffops`` command line; returns the exit status."""
     arguments = _parser().parse_args(argv)
-    status: int = arguments.run(arguments)
+    try:
+        status: int = arguments.run(arguments)
+        sys.stdout.flush()  # here, where a closed pipe can be caught
+    except BrokenPipeError:
+        # The reader stopped reading, as in `diffops cache | head -1`: stop without a
+        # traceback, as other command-line tools do. Python flushes stdout again as
+        # it exits, so it is pointed at the null device first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return status
 
 
