@@ -270,7 +270,7 @@ def as_product_argument(
 
 
 def output_shape(value: Any, operator: str) -> tuple[int, ...]:
-    """Shape of what ``func`` returned, or ``TypeError`` if it is not an array.
+    """Shape of what ``func`` returned, or ``TypeError`` if not an array of reals.
 
     Args:
         value: What ``func`` returned: an array of any framework, or a number.
