@@ -247,6 +247,54 @@ def test_a_function_the_framework_cannot_vectorise_is_evaluated_row_by_row(backe
         assert_rows(vectorized(X), rows(function, X))
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_callers_mistake_does_not_turn_vectorisation_off(backend):
+    # The function cannot take X of 4 columns, row by row either: its error is
+    # raised, with no warning, and later calls are still vectorised.
+    if not diffops.get_backend(backend).available:
+        pytest.skip(f"{backend} is not installed")
+    xp = array_namespace(backend)
+    function = derivative(
+        backend, "grad_and_value", lambda x: xp.sum(x.reshape(3) ** 2)
+    )
+    vectorized = vectorize(function)
+    X = points_for(QUARTIC, k=5)[:, :3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "could not vectorise"
+        with pytest.raises(Exception, match=r"reshape|shape"):
+            vectorized(np.ones((5, 4)))
+        assert_rows(vectorized(X), [2 * X, np.sum(X**2, axis=1)])
+    assert vectorized._vectorises
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+def test_a_hand_written_product_takes_its_argument_in_the_points_dtype(dtype):
+    # The output after the product is of integers (or float32): the argument is
+    # converted to the points' float64, as a loop of calls would pass it.
+    def vjp_and_value(x):
+        J = np.array([[x[1], x[0]], [1.0, 1.0]])
+        return (lambda u: u @ J), np.array([1, 2], dtype)
+
+    X = np.array([[1.0, 2.0], [3.0, 4.0]]) / 3
+    u = np.array([0.1, 0.7])
+    want = np.array([u @ [[b, a], [1.0, 1.0]] for a, b in X])
+    vjp, _ = vectorize(vjp_and_value)(X)
+    got = vjp(u)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    np.testing.assert_allclose(vjp(np.stack([u, u])), want, rtol=1e-15)
+
+
+def test_x_with_masked_entries_is_refused_as_for_one_point(backend):
+    function = case_derivative(backend, "grad_and_value", QUARTIC)
+    X = np.ma.masked_array(points_for(QUARTIC, k=2), mask=False)
+    X[1, 2] = np.ma.masked
+    with pytest.raises(TypeError, match=r"X must be .*masked array with masked"):
+        vectorize(function)(X)
+    X.mask = False  # nothing masked: its values are the points
+    assert_rows(vectorize(function)(X), rows(function, X.data))
+
+
 # What the user hands in, and what happens after.
 
 

@@ -28,6 +28,7 @@ from diffops.functions import (
 )
 from diffops.operators import OPERATORS
 from diffops.validation import (
+    _as_numpy,
     as_product_argument,
     check_callable,
     computation_dtype,
@@ -100,14 +101,9 @@ def _check_chunk_size(chunk_size: Any) -> int | None:
 
 def _as_points(X: Any, size: int | None) -> np.ndarray:
     """``X`` as a plain ``(k, n)`` float array; errors name ``X`` and its shape."""
-    if type(X).__module__.startswith("torch"):
-        X = X.detach().cpu().resolve_conj().resolve_neg().numpy()
-    try:
-        array = np.asarray(X)
-    except (TypeError, ValueError) as error:
-        kind = type(X).__name__
-        msg = f"X must be a 2-D array of real numbers; got {kind} ({error})."
-        raise TypeError(msg) from None
+    # As x is read: a torch tensor's values, a masked array refused where entries
+    # are masked (their values would be used as they are).
+    array = _as_numpy(X, "X", "a 2-D array of real numbers")
     try:
         dtype = computation_dtype(array.dtype)
     except TypeError:
@@ -222,12 +218,18 @@ class VectorizedDerivative:
         if type(X).__module__.split(".")[0] == "dask":
             return self._dask(X)
         points = _as_points(X, getattr(self.derivative, "size", None))
-        if self._vectorises:
-            try:
-                return self._vectorised(points)
-            except Exception as error:  # the framework could not vectorise it
-                self._fall_back(error)
-        return self._looped(points)
+        if not self._vectorises:
+            return self._looped(points)
+        try:
+            return self._vectorised(points)
+        except Exception as error:  # the framework's, whatever it is
+            failure = error
+        # Point by point: where that fails too, the function (or X) is at fault, and
+        # its error is raised; where it succeeds, the framework could not vectorise
+        # the function, and the points are evaluated one by one from now on.
+        outputs = self._looped(points)
+        self._fall_back(failure)
+        return outputs
 
     def _chunks(self, k: int) -> list[slice]:
         size = self.chunk_size or k
@@ -236,7 +238,7 @@ class VectorizedDerivative:
         return [slice(start, min(start + size, k)) for start in range(0, k, size)]
 
     def _fall_back(self, error: Exception) -> None:
-        """Evaluate row by row from now on, saying so once."""
+        """Evaluate row by row from now on, saying so once (``error`` says why)."""
         self._vectorises = False
         derivative = self.derivative
         assert isinstance(derivative, DerivativeFunction)
@@ -317,7 +319,14 @@ class VectorizedDerivative:
         products = list(columns[0])
         arrays = list(map(np.array, columns[1:]))
         name = getattr(products[0], "name", "product")
-        return (BatchedProduct(self, points.copy(), products, arrays[0], name), *arrays)
+        # diffops' products take their argument in the dtype they compute in, that
+        # of the output after them; a hand-written one, whose outputs may be of any
+        # type (integers, say), in the point's.
+        dtype = None if isinstance(derivative, DerivativeFunction) else points.dtype
+        batched = BatchedProduct(
+            self, points.copy(), products, arrays[0], name, dtype=dtype
+        )
+        return (batched, *arrays)
 
     def _dask(self, X: Any) -> tuple[Any, ...]:
         import dask.array as da
@@ -397,6 +406,8 @@ class BatchedProduct:
         like: The output after the product, shape ``(k, *shape)``.
         name: ``"mtp"``, ``"mhp"`` or ``"vjp"``.
         apply: Applies a chunk's state; ``None`` for products evaluated row by row.
+        dtype: The dtype the argument is converted to and the result has; ``None``
+            for ``like``'s, the dtype diffops' products compute in.
     """
 
     __slots__ = (
@@ -417,12 +428,14 @@ class BatchedProduct:
         like: np.ndarray,
         name: str,
         apply: Callable[[Any, np.ndarray, bool], np.ndarray] | None = None,
+        *,
+        dtype: np.dtype[Any] | None = None,
     ) -> None:
         self._vectorized = vectorized
         self._points = points
         self._states = states
         self._shape: tuple[int, ...] = like.shape[1:]
-        self._dtype = like.dtype
+        self._dtype = like.dtype if dtype is None else dtype
         self._apply = apply
         self.name = name
 
