@@ -3,6 +3,7 @@ what was expected and what was given; NaN and inf propagate."""
 
 from __future__ import annotations
 
+import pickle
 import re
 
 import numpy as np
@@ -158,6 +159,29 @@ def test_a_function_the_framework_cannot_differentiate_is_explained(
     assert raised.value.__cause__ is not None  # the framework's own, chained
     if (backend, mistake) == ("jax", "control flow"):  # JAX names what it traced
         assert f"tracing the function {func.__name__} at" in str(raised.value.__cause__)
+
+
+def test_jaxs_own_error_is_still_caught_as_with_jax_used_directly():
+    # As the seed API's users wrote: catch JAX's tracing error, fall back to
+    # jax_nojit. The explanation is an instance of JAX's class, and pickles so.
+    jax = pytest.importorskip("jax")
+    func = MISTAKES["control flow"](array_namespace("jax"))
+    x = np.array([1.0, 2.0])
+    try:
+        derivative("jax", "grad_and_value", func)(x)
+    except jax.errors.ConcretizationTypeError as error:  # TracerBoolConversionError
+        caught = error
+    else:
+        pytest.fail("no error")
+    assert isinstance(caught, jax.errors.TracerBoolConversionError)
+    assert isinstance(caught, TypeError)
+    assert str(caught).startswith("grad_and_value with the jax backend cannot")
+    assert isinstance(caught.__cause__, jax.errors.TracerBoolConversionError)
+    again = pickle.loads(pickle.dumps(caught))  # as a process pool sends it back
+    assert isinstance(again, jax.errors.TracerBoolConversionError)
+    assert str(again) == str(caught)
+    grad, _ = derivative("jax_nojit", "grad_and_value", func)(x)
+    np.testing.assert_allclose(grad, [2.0, 4.0], rtol=1e-12)
 
 
 @pytest.mark.parametrize(

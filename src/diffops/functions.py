@@ -21,6 +21,7 @@ as the derivative function that made it and its point.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import threading
@@ -301,7 +302,7 @@ class DerivativeFunction:
             f"{self.operator} with the {self.runtime.backend} backend cannot "
             f"differentiate {describe_function(self.func)}: {sentence}"
         )
-        return TypeError(msg)
+        return _explained_as(error, msg)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self._rebuild
@@ -395,6 +396,45 @@ class BoundProduct:
             f"<{record.product} bound to x of shape {self._point.shape}: "
             f"{record.argument} of shape {self._shape} -> shape {self._point.shape}>"
         )
+
+
+_EXPLAINED_CLASSES: dict[type[TypeError], type[TypeError]] = {}
+"""Per class of framework ``TypeError``, the class its explanation is raised as."""
+
+
+def _explained_as(error: Exception, msg: str) -> TypeError:
+    """``msg`` as a ``TypeError``, of ``error``'s own class where that is one.
+
+    JAX's tracing errors are ``TypeError``s: the explanation of one is an instance of
+    its class too, so that code catching it, as it would with JAX used directly
+    (``except jax.errors.ConcretizationTypeError``), still does. It is of a subclass
+    made here, which pickles (as a process pool sends it) without the framework's
+    ``__init__``, whose arguments are its own.
+    """
+    cls = type(error)
+    if not issubclass(cls, TypeError) or cls is TypeError:
+        return TypeError(msg)
+    with contextlib.suppress(Exception):  # a class that will not be subclassed so
+        explained = _explained_instance(cls, msg)
+        if str(explained) == msg:
+            return explained
+    return TypeError(msg)
+
+
+def _explained_instance(cls: type[TypeError], msg: str) -> TypeError:
+    """An instance of the subclass of ``cls`` explanations are raised as."""
+    explained_cls = _EXPLAINED_CLASSES.get(cls)
+    if explained_cls is None:
+        namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__,
+                     "__reduce__": _reduce_explained}  # fmt: skip
+        explained_cls = _EXPLAINED_CLASSES[cls] = type(cls.__name__, (cls,), namespace)
+    explained = explained_cls.__new__(explained_cls)
+    explained.args = (msg,)
+    return explained
+
+
+def _reduce_explained(explained: TypeError) -> tuple[Any, ...]:
+    return (_explained_instance, (type(explained).__bases__[0], explained.args[0]))
 
 
 def _product_at(derivative: DerivativeFunction, x: np.ndarray) -> BoundProduct:
