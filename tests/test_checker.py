@@ -545,10 +545,24 @@ def test_a_large_value_does_not_loosen_the_check_of_the_derivatives(precision):
     if precision == "float64":
         assert failed == {("grad_and_value", "g"), ("hessian_grad_and_value", "H")}
     else:  # float32 values of 1e5 round by 6e-3: their differences cannot tell
-        assert failed == {("hessian_grad_and_value", "H")}
         gradients = [c for c in report.comparisons if c.output == "g"]
-        assert all(c.note.startswith("inconclusive") for c in gradients)
-        assert "(inconclusive: rounding may move the reference by" in str(report)
+        assert all(c.inconclusive and not c.ok for c in gradients)  # not passed
+        assert failed == {
+            ("hessian_grad_and_value", "H"),
+            ("grad_and_value", "g"),
+            ("hessian_grad_and_value", "g"),
+        }
+        hessians = [c for c in report.comparisons if c.output == "H"]
+        assert not any(c.inconclusive for c in hessians)  # told apart: FAIL
+        text = str(report)
+        assert "inconclusive (rounding may move the reference by" in text
+        assert text.endswith(
+            "3 output(s) do not match; 6 cannot be checked at this precision "
+            "(inconclusive): check them in float64, or against a backend "
+            "(reference=...)"
+        )
+        with pytest.raises(DerivativeCheckError):
+            report.raise_if_failed()
 
 
 def test_an_entry_one_percent_off_fails_however_small_beside_the_largest(precision):
@@ -567,3 +581,100 @@ def test_an_entry_one_percent_off_fails_however_small_beside_the_largest(precisi
     assert [(c.point, c.output, c.where) for c in report.failures()] == [
         (point, "H", (1, 1)) for point in range(3)
     ]
+
+
+def test_a_small_function_is_checked_to_atol_and_the_report_says_so():
+    # f of order 1e-7: by default its derivatives are checked to atol absolutely,
+    # which the report notes; a smaller atol holds them to their own size.
+    s = 1e-7
+
+    def f(x):
+        return s * np.sum(np.sin(x))
+
+    points = np.random.default_rng(0).standard_normal((2, 3))
+    wrong = {
+        "sign flipped": lambda x: (-s * np.cos(x), f(x)),
+        "doubled": lambda x: (2 * s * np.cos(x), f(x)),
+        "value doubled": lambda x: (s * np.cos(x), 2 * f(x)),
+    }
+    for name, derivative in wrong.items():
+        loose = check_derivatives(f, {"grad_and_value": derivative}, points)
+        noted = [c for c in loose.comparisons if c.note]
+        assert noted, name
+        assert all("within atol=1e-06 absolutely" in c.note for c in noted)
+        close = check_derivatives(f, {"grad_and_value": derivative}, points, atol=1e-14)
+        assert not close.ok, name
+    right = check_derivatives(
+        f, {"grad_and_value": lambda x: (s * np.cos(x), f(x))}, points, atol=1e-14
+    )
+    assert right.ok, right
+    assert not any(c.note for c in right.comparisons)
+
+
+def test_a_check_that_rounding_could_pass_is_inconclusive_and_fails():
+    # f = 1e12 + Σ sin x in float64: differences of f round by 1e-4 relative, more
+    # than the gradient's size; a gradient of the wrong sign must not pass.
+    def f(x):
+        return 1e12 + np.sum(np.sin(x))
+
+    points = np.random.default_rng(0).standard_normal((2, 3))
+    report = check_derivatives(
+        f, {"grad_and_value": lambda x: (-np.cos(x), f(x))}, points
+    )
+    gradients = [c for c in report.comparisons if c.output == "g"]
+    assert all(c.inconclusive and not c.ok for c in gradients)
+    assert not report.ok
+    with pytest.raises(
+        DerivativeCheckError,
+        match=r"cannot be checked at this precision \(inconclusive\): check them "
+        r"against a backend \(reference=\.\.\.\)$",
+    ):
+        report.raise_if_failed()
+    # Against a backend, the same gradient is told wrong: a FAIL, not inconclusive.
+    jnp = pytest.importorskip("jax.numpy")
+    exact = check_derivatives(
+        lambda x: 1e12 + jnp.sum(jnp.sin(x)),
+        {"grad_and_value": lambda x: (-np.cos(x), f(x))},
+        points,
+        reference="jax_nojit",
+    )
+    assert [c.inconclusive for c in exact.failures()] == [False, False]
+
+
+@pytest.mark.parametrize(
+    ("func", "grad", "point"),
+    [
+        (np.sin, np.cos, [3000.0, 1.0]),  # varies on a scale of 1 far from 0
+        (np.sin, np.cos, [1000.0, 2000.0]),
+        (
+            np.sqrt,
+            lambda x: 0.5 / np.sqrt(x),
+            [1e-4, 0.5, 2.0],
+        ),  # near its domain's edge
+    ],
+    ids=["sin at 3000", "sin at 1000 and 2000", "sqrt at 1e-4"],
+)
+def test_correct_derivatives_pass_far_from_the_origin_and_near_a_domain_edge(
+    func, grad, point
+):
+    def f(x):
+        return np.sum(func(x))
+
+    report = check_derivatives(f, {"grad_and_value": lambda x: (grad(x), f(x))}, point)
+    assert report.ok, report
+    wrong = check_derivatives(
+        f, {"grad_and_value": lambda x: (1.01 * grad(x), f(x))}, point
+    )
+    assert not wrong.ok
+
+
+def test_a_reference_that_is_not_finite_is_said_to_be_so():
+    def f(x):
+        return np.sum(np.sqrt(x))
+
+    with np.errstate(invalid="ignore"):
+        report = check_derivatives(
+            f, {"grad_and_value": lambda x: (0.5 / np.sqrt(x), f(x))}, [-1.0, 0.5]
+        )
+    assert not report.ok
+    assert "the reference is not finite" in str(report)
