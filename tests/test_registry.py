@@ -118,6 +118,31 @@ def test_jax_wrap_function_returns_numpy(backend):
     assert value == 5.0
 
 
+@pytest.mark.parametrize(
+    "backend", [installed("jax"), installed("jax_nojit"), installed("torch")]
+)
+def test_a_function_the_wrapped_function_returns_returns_numpy_too(backend):
+    # As mici's wrappers do: a pullback returned is made to return NumPy arrays.
+    if backend == "torch":
+        import torch
+
+        def with_pullback(x):
+            return torch.sin(x), lambda u: (u * torch.cos(x),)
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        def with_pullback(x):
+            return jax.vjp(jnp.sin, x)
+
+    x = np.array([0.1, 0.2])
+    value, pullback = wrap_function(with_pullback, backend)(x)
+    (product,) = pullback(np.array([1.0, 3.0]))
+    assert type(value) is np.ndarray
+    assert type(product) is np.ndarray
+    np.testing.assert_allclose(product, [1.0, 3.0] * np.cos(x), rtol=1e-6)
+
+
 # The fallback rule, case by case.
 
 

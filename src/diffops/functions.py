@@ -450,7 +450,8 @@ class NumpyReturningFunction:
     function that is not one of their derivative functions, as in
     ``wrap_function(f, "jax")``. Arguments, positional and keyword, are converted for
     the framework; the output, or each item of a tuple output, comes back through
-    ``to_numpy``.
+    ``to_numpy``, and a function among them (a pullback, say) is made to return NumPy
+    arrays in turn.
 
     Args:
         function: The user's function.
@@ -487,11 +488,27 @@ class NumpyReturningFunction:
             *map(convert, args), **{key: convert(v) for key, v in kwargs.items()}
         )
         if type(output) is tuple:
-            return tuple(map(self._to_numpy, output))
-        return self._to_numpy(output)
+            return tuple(map(self._returned, output))
+        return self._returned(output)
+
+    def _returned(self, value: Any) -> Any:
+        """An output as NumPy; a function returned (a pullback) returning NumPy too."""
+        if callable(value) and not hasattr(value, "shape"):
+            return _numpy_returning(value, self._to_framework, self._to_numpy)
+        return self._to_numpy(value)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self._rebuild
 
     def __repr__(self) -> str:
         return f"<{self.__wrapped__!r} returning NumPy arrays>"
+
+
+def _numpy_returning(
+    function: Callable[..., Any],
+    to_framework: Callable[[Any], Any],
+    to_numpy: Callable[[Any], Any],
+) -> NumpyReturningFunction:
+    """A function a wrapped function returned, made to return NumPy arrays too."""
+    rebuild = (_numpy_returning, (function, to_framework, to_numpy))
+    return NumpyReturningFunction(function, function, to_framework, to_numpy, rebuild)
