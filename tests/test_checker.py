@@ -255,6 +255,8 @@ def test_report_reads_as_a_table(precision):
         ),
         ({"derivatives": {"grad_and_value": 3}}, TypeError, "must be callable"),
         ({"points": np.ones((1, 1, 4))}, ValueError, r"points must have shape"),
+        ({"points": np.ones((0, 4))}, ValueError, r"at least 1; got shape \(0, 4\)"),
+        ({"points": np.ones((2, 0))}, ValueError, r"at least 1; got shape \(2, 0\)"),
         ({"func": "f"}, TypeError, "func must be callable"),
     ],
 )

@@ -505,7 +505,8 @@ def check_derivatives(
         output differs.
 
     Raises:
-        ValueError: If an operator name is unknown or ``points`` is not 1-D or 2-D.
+        ValueError: If an operator name is unknown or ``points`` is not 1-D or 2-D,
+            or empty.
         TypeError: If ``func`` or a derivative is not callable.
     """
     if not callable(func):
@@ -528,8 +529,11 @@ def check_derivatives(
     points = np.asarray(points, dtype=float)
     if points.ndim == 1:
         points = points[np.newaxis]
-    if points.ndim != 2:
-        msg = f"points must have shape (n,) or (k, n); got shape {points.shape}."
+    if points.ndim != 2 or not points.size:
+        msg = (
+            "points must have shape (n,) or (k, n), with k and n at least 1; got "
+            f"shape {points.shape}."
+        )
         raise ValueError(msg)
     func = _noting(func, "func")
     derivatives = {
