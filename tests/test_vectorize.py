@@ -345,6 +345,16 @@ def test_a_product_argument_of_another_shape_is_refused_naming_both_accepted(bac
         mtp(np.ones((2, 4, 4)))
 
 
+@pytest.mark.parametrize("argument", [None, "abc"], ids=["None", "a string"])
+def test_a_product_argument_that_is_not_numbers_is_refused_naming_its_type(argument):
+    function = case_derivative("autograd", "vjp_and_value", CUBES)
+    vjp = vectorize(function)(points_for(CUBES, k=3))[0]
+    with pytest.raises(
+        TypeError, match=rf"u must have shape .*; got {type(argument).__name__}\."
+    ):
+        vjp(argument)
+
+
 def test_nothing_returned_moves_when_x_is_changed_in_place(backend):
     function = case_derivative(backend, "mtp_hessian_grad_and_value", QUARTIC)
     X = points_for(QUARTIC, k=4)

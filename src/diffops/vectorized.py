@@ -173,13 +173,15 @@ def _numbers(output: Any, derivative: Any, index: int, row: int) -> np.ndarray:
 
 
 def _shape_of(value: Any) -> tuple[int, ...] | None:
+    """The shape of an array or nested list of numbers; ``None`` for anything else."""
     shape = getattr(value, "shape", None)
     if shape is not None:
         return tuple(shape)
     try:
-        return tuple(np.shape(value))
+        array = np.asarray(value)
     except (TypeError, ValueError):
         return None
+    return array.shape if array.dtype.kind in "biuf" else None
 
 
 class VectorizedDerivative:
