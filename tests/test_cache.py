@@ -201,6 +201,7 @@ def _damaged(directory: Path) -> dict[str, Callable[[Path, str], None]]:
         "source in error": with_payload({"source": "def (", "function": "f"}),
         "wrong function": with_payload({"source": "g = 1", "function": "f"}),
         "code changed by a byte": code_changed,
+        "nested too deep": write("[" * 100_000 + "]" * 100_000),
         "no digest": lambda path, key: path.write_text(
             json.dumps({"key": key, "payload": json.loads(path.read_text())["payload"]})
         ),
@@ -210,7 +211,7 @@ def _damaged(directory: Path) -> dict[str, Callable[[Path, str], None]]:
 DAMAGES = [
     "empty", "garbage", "truncated", "a JSON list", "no key", "another key's entry",
     "no payload", "no source", "source that raises", "source in error",
-    "wrong function", "code changed by a byte", "no digest",
+    "wrong function", "code changed by a byte", "no digest", "nested too deep",
 ]  # fmt: skip
 
 

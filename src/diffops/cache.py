@@ -100,7 +100,7 @@ def load(key: str) -> dict[str, Any] | None:
             if not _private(os.fstat(file.fileno())):
                 return None
             entry = json.loads(file.read())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # the last: nested too deep
         return None
     if not isinstance(entry, dict) or entry.get("key") != key:
         return None
