@@ -285,6 +285,20 @@ def test_a_hand_written_product_takes_its_argument_in_the_points_dtype(dtype):
     np.testing.assert_allclose(vjp(np.stack([u, u])), want, rtol=1e-15)
 
 
+def test_a_hand_written_products_result_keeps_the_dtype_it_computes_in():
+    # float32 points, a product computing in float64: its rows as it returns them.
+    def vjp_and_value(x):
+        J = np.array([[np.float64(x[1]) / 3, 1.0], [1.0, 1.0]])
+        return (lambda u: u @ J), np.sin(x)
+
+    X = (np.array([[1.0, 2.0], [3.0, 4.0]]) / 7).astype(np.float32)
+    u = np.array([0.1, 0.7], np.float32)
+    got = vectorize(vjp_and_value)(X)[0](u)
+    want = np.stack([vjp_and_value(x)[0](u) for x in X])
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+
+
 def test_x_with_masked_entries_is_refused_as_for_one_point(backend):
     function = case_derivative(backend, "grad_and_value", QUARTIC)
     X = np.ma.masked_array(points_for(QUARTIC, k=2), mask=False)

@@ -408,8 +408,8 @@ class BatchedProduct:
         like: The output after the product, shape ``(k, *shape)``.
         name: ``"mtp"``, ``"mhp"`` or ``"vjp"``.
         apply: Applies a chunk's state; ``None`` for products evaluated row by row.
-        dtype: The dtype the argument is converted to and the result has; ``None``
-            for ``like``'s, the dtype diffops' products compute in.
+        dtype: The dtype the argument is converted to; ``None`` for ``like``'s,
+            the dtype diffops' products compute in.
     """
 
     __slots__ = (
@@ -475,21 +475,22 @@ class BatchedProduct:
     def _applied_each(self, argument: np.ndarray, shared: bool) -> np.ndarray:
         """Each row's product, applied in turn; each result copied as it comes.
 
-        A copy, as a hand-written product may return the same buffer every time.
+        A copy, as a hand-written product may return the same buffer every time;
+        stacked in the dtype the products return, as a loop of calls gives it.
         """
-        k, n = self._points.shape
+        n = self._points.shape[1]
         products: list[BoundProduct] = self._states
-        result = np.empty((k, n), self._dtype)
+        rows = []
         for index, product in enumerate(products):
-            row = np.asarray(product(argument if shared else argument[index]))
+            row = np.array(product(argument if shared else argument[index]))
             if row.shape != (n,):
                 msg = (
                     f"the {self.name} of row {index} returned an array of shape "
                     f"{row.shape}; a product returns one of shape ({n},)."
                 )
                 raise ValueError(msg)
-            result[index] = row
-        return result
+            rows.append(row)
+        return np.stack(rows)  # in the dtype the products return
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_batched_product_at, (self._vectorized, self._points))
