@@ -23,9 +23,9 @@ checked with looser default tolerances, and the report says so. An entry passes 
 ``scale`` is ``max(1, largest |expected| entry of that output)`` and ``rounding``
 the most that rounding can move the reference: about ``30 ε / h`` (``ε`` of the
 precision, ``h`` the step, for each nesting) times the size of what was differenced.
-Where an output passes only with that allowance (by more than a hundredth of it),
-and it is over half a percent of ``scale`` (float32 differences of a large ``f``),
-the comparison is inconclusive, and does not pass.
+Where an output passes only with that allowance, and it is over half a percent of
+``scale`` (float32 differences of a large ``f``), the comparison is inconclusive, and
+does not pass.
 """
 
 from __future__ import annotations
@@ -109,10 +109,9 @@ class Comparison:
             inconclusive; empty otherwise.
         inconclusive: Whether the reference cannot tell this output to 1 %: it
             is within the tolerance only with the allowance for the reference's
-            rounding (by more than a hundredth of it), and that allowance (large
-            for float32 differences of a large ``f``) is over half a percent of the
-            output's largest entry. Such an output has not passed (``ok`` is
-            false).
+            rounding, and that allowance (large for float32 differences of a large
+            ``f``) is over half a percent of the output's scale. Such an output has
+            not passed (``ok`` is false).
     """
 
     operator: str
@@ -250,23 +249,28 @@ def _largest(array: Any) -> float:
 def _finite_difference_outputs(
     func: Callable[[np.ndarray], Any],
     operator: Operator,
-    steps: tuple[float, float, float],
+    precision: _Precision,
     derivative: Callable[..., Any],
     x: np.ndarray,
 ) -> tuple[list[Any], list[_Accuracy]]:
+    steps = precision.steps
+    # Differences at the precision the outputs were computed in, whatever the
+    # dtype they are compared in.
+    jacobian = functools.partial(finite_differences.jacobian, epsilon=precision.epsilon)
+
     def value(y: np.ndarray) -> np.ndarray:
         return np.asarray(func(y), float)
 
     def first(y: np.ndarray) -> np.ndarray:  # g or J, from f
-        return finite_differences.jacobian(value, y, steps[0])
+        return jacobian(value, y, steps[0])
 
     f = value(x)
     yours = _yours(derivative, operator, x, int(np.size(f)))
 
     def hessian(y: np.ndarray) -> np.ndarray:  # from your g, or from differences
         if "g" in yours:
-            return finite_differences.jacobian(yours["g"], y, steps[0])
-        return finite_differences.jacobian(first, y, steps[1])
+            return jacobian(yours["g"], y, steps[0])
+        return jacobian(first, y, steps[1])
 
     arrays = {"v": value, "g": first, "J": first, "H": hessian}
     accuracy = {"v": _EXACT, "g": _Accuracy(1, _largest(f))}
@@ -293,7 +297,7 @@ def _finite_difference_outputs(
 
     def product(argument: np.ndarray) -> np.ndarray:
         contracted = lambda y: np.sum(argument * below_at(y))  # noqa: E731
-        return finite_differences.jacobian(contracted, x, steps[depth - 1])
+        return jacobian(contracted, x, steps[depth - 1])
 
     return [product, *outputs], [_Accuracy(depth, source), *accuracies]
 
@@ -311,7 +315,7 @@ def _reference(
     """
     if reference == "finite_differences":
         return functools.partial(
-            _finite_difference_outputs, func, operator, precision.steps, derivative
+            _finite_difference_outputs, func, operator, precision, derivative
         )
     user_func = inspect.unwrap(func)  # the backend differentiates the function itself
     backend = autodiff_fallback(
@@ -422,10 +426,7 @@ def _compare(
         tolerance = atol * scale + rtol * np.abs(expected)
         relative = error / np.maximum(np.abs(expected), atol * scale)
         excess = np.where(np.isnan(error), np.inf, error - tolerance - floor)
-        # Within a hundredth of the rounding allowance: closer than rounding of that
-        # size would leave the two by chance (where the output is zero at this
-        # point, say), so the allowance was not needed.
-        closely = bool(np.all(error <= tolerance + 0.01 * floor))
+        strictly = bool(np.all(error <= tolerance))  # without the rounding allowance
     relative = np.where(error == 0, 0.0, relative)
     worst = (
         np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else ()
@@ -433,7 +434,7 @@ def _compare(
     passed = bool(np.all(excess <= 0))
     # Passed only thanks to an allowance for rounding that could hide an error of
     # 1 % of the output: the reference cannot tell.
-    inconclusive = passed and not closely and floor > 0.005 * scale
+    inconclusive = passed and not strictly and floor > 0.005 * scale
     note = ""
     if not np.all(np.isfinite(expected)):
         note = (
@@ -442,16 +443,6 @@ def _compare(
         )
     elif inconclusive:
         note = f"rounding may move the reference by {floor:.1e}"
-    elif (
-        passed
-        and scale > _largest(expected)
-        and np.any(error > 0.01 * np.abs(expected))
-    ):
-        # Within atol only because the output is small beside 1: say so.
-        note = (
-            f"within atol={atol:g} absolutely, the output being small beside 1; "
-            "to check it relatively, pass a smaller atol"
-        )
     return Comparison(
         operator,
         point,
@@ -493,11 +484,11 @@ def check_derivatives(
         rtol: Relative tolerance per entry; by default ``1e-5`` where the outputs
             are float64 and ``5e-4`` where any is float32.
         atol: Absolute tolerance per entry, relative to the largest entry of that
-            output's reference (at least 1, so that an output small beside 1 is
-            checked to ``atol`` absolutely, which the report notes where it hides
-            a relative error over 1 %); by default ``1e-6`` where the outputs are
-            float64 and ``1e-4`` where any is float32. The reference's rounding is
-            allowed for besides.
+            output's reference (at least 1, so that an output far below 1 is
+            checked to ``atol`` absolutely: pass a smaller one to hold it to its
+            own size); by default ``1e-6`` where the outputs are float64 and
+            ``1e-4`` where any is float32. The reference's rounding is allowed for
+            besides.
         seed: Seed of the random ``M`` and ``u`` given to the products.
 
     Returns:

@@ -6,12 +6,15 @@ The differences at ``h``, ``h/2`` and ``h/4`` are combined by Richardson
 extrapolation, which removes the ``h²`` and ``h⁴`` error terms: the error is
 ``O(h⁶)`` plus rounding of order ``ε |func| / h``.
 
-The two fourth-order estimates the extrapolation combines tell how far it is from
-converging. Where they disagree (a function that varies on a scale of 1 far from the
-origin, as ``sin`` does at ``x = 3000``, whose scaled step is 3) or are not finite (a
-step that reaches beyond the function's domain, as ``√x`` at ``x = 10⁻⁴``), the step
-``step`` (for ``|x[i]| > 1``) or ``step · |x[i]|`` (for ``|x[i]| < 1``) is tried too,
-and the estimate whose two agree better is kept.
+Each estimate comes with a bound on its error: the disagreement of the two
+fourth-order estimates the extrapolation combines (how far it is from converging),
+plus the rounding of ``func``'s values and of ``x[i]``, over the step, at the
+precision ``func`` returns. Where that bound is not small beside the estimate (a
+function that varies on a scale of 1 far from the origin, as ``sin`` does at ``x =
+3000``, whose scaled step is 3, or a step that reaches beyond the function's domain,
+as ``√x``'s at ``x = 10⁻⁴``), the step ``step`` (for ``|x[i]| > 1``) or ``step ·
+|x[i]|`` (for ``|x[i]| < 1``) is tried too, and the estimate with the smaller bound
+kept.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ __all__ = ["DEFAULT_STEP", "jacobian"]
 DEFAULT_STEP = 1e-3
 """Relative step for differencing a function computed to machine precision."""
 
-_CONVERGED = 1e-6
-"""Largest disagreement of the two fourth-order estimates, relative to the largest
-entry, at which the scaled step is kept without trying the other."""
+_SMALL = 1e-6
+"""Largest error bound, relative to the largest entry of the estimate, at which the
+scaled step is kept without trying the other."""
 
 
 def jacobian(
-    func: Callable[[np.ndarray], Any], x: Any, step: float = DEFAULT_STEP
+    func: Callable[[np.ndarray], Any],
+    x: Any,
+    step: float = DEFAULT_STEP,
+    epsilon: float | None = None,
 ) -> np.ndarray:
     """Approximate ``D[..., i] = ∂func(x)[...]/∂x[i]``.
 
@@ -41,6 +47,10 @@ def jacobian(
         x: Point, shape ``(n,)``.
         step: Relative step. Differencing a function that is itself a difference
             (a gradient by differences, say) needs a larger one, such as ``1e-2``.
+        epsilon: The relative rounding of ``func``'s values and of its reading of
+            ``x``, where ``func`` computes in a lower precision than it returns
+            (float32 values returned as float64); ``None`` for that of the dtype it
+            returns.
 
     Returns:
         Array of shape ``np.shape(func(x)) + (n,)``.
@@ -49,39 +59,55 @@ def jacobian(
     columns = []
     for i in range(x.shape[0]):
         size = abs(x[i])
-        estimate, spread = _extrapolated(func, x, i, step * max(1.0, size))
+        estimate, bound = _extrapolated(func, x, i, step * max(1.0, size), epsilon)
         largest = float(np.max(np.abs(estimate), initial=0.0))
-        if not spread <= _CONVERGED * largest and size != 1.0 and size > 0.0:
-            other = _extrapolated(func, x, i, step * min(1.0, size))
-            if other[1] < spread or not np.isfinite(spread):
-                estimate = other[0]
+        if not bound <= _SMALL * largest and size != 1.0 and size > 0.0:
+            h = step * min(1.0, size)
+            other, other_bound = _extrapolated(func, x, i, h, epsilon)
+            if other_bound < bound:
+                estimate = other
         columns.append(estimate)
     return np.stack(columns, axis=-1)
 
 
 def _extrapolated(
-    func: Callable[[np.ndarray], Any], x: np.ndarray, i: int, h: float
+    func: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    i: int,
+    h: float,
+    epsilon: float | None,
 ) -> tuple[np.ndarray, float]:
-    """The derivative along ``x[i]`` with step ``h``, and how far it is from converged.
+    """The derivative along ``x[i]`` with step ``h``, and a bound on its error.
 
-    Central differences at ``h``, ``h/2`` and ``h/4`` extrapolated twice; the spread
-    is the largest difference of the two fourth-order estimates (infinite where it is
-    not finite).
+    Central differences at ``h``, ``h/2`` and ``h/4`` extrapolated twice. The bound
+    is the largest difference of the two fourth-order estimates plus the rounding of
+    the values and of ``x[i]`` over ``h/4``; infinite where it is not finite.
     """
     estimates = []
+    rounding, values = epsilon or 0.0, 0.0
     for size in (h, h / 2, h / 4):
         forward, backward = x.copy(), x.copy()
         forward[i] += size
         backward[i] -= size
-        # A step beyond the domain gives NaN, which the spread reports, not NumPy.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            difference = np.asarray(func(forward), np.float64) - np.asarray(
-                func(backward), np.float64
-            )
-        estimates.append(difference / (2 * size))
+        # A step beyond the domain gives NaN, which the bound reports, not NumPy.
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            ahead, behind = np.asarray(func(forward)), np.asarray(func(backward))
+            if epsilon is None:
+                rounding = max(rounding, _epsilon(ahead.dtype))
+            ahead, behind = ahead.astype(np.float64), behind.astype(np.float64)
+            values = max(values, float(np.max(np.abs(ahead), initial=0.0)))
+            estimates.append((ahead - behind) / (2 * size))
     fourth_order = [(4 * estimates[k + 1] - estimates[k]) / 3 for k in range(2)]
-    with np.errstate(invalid="ignore"):
+    estimate = (16 * fourth_order[1] - fourth_order[0]) / 15
+    with np.errstate(invalid="ignore", over="ignore"):
         spread = float(np.max(np.abs(fourth_order[1] - fourth_order[0]), initial=0.0))
-    return (16 * fourth_order[1] - fourth_order[0]) / 15, (
-        spread if np.isfinite(spread) else np.inf
-    )
+        slope = float(np.max(np.abs(estimate), initial=0.0))
+        bound = spread + rounding * (values + abs(x[i]) * slope) / (h / 4)
+    return estimate, bound if np.isfinite(bound) else np.inf
+
+
+def _epsilon(dtype: np.dtype[Any]) -> float:
+    """The relative rounding of values of ``dtype``: float64's for non-floats."""
+    if dtype.kind == "f":
+        return float(np.finfo(dtype).eps)
+    return float(np.finfo(np.float64).eps)
