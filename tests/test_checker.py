@@ -710,6 +710,27 @@ def test_correct_derivatives_pass_where_a_small_step_would_round_to_nothing():
     assert report.comparisons[0].max_abs_error < 0.1
 
 
+def test_a_smaller_step_is_taken_only_where_it_is_far_better():
+    # float32 exp, its Hessian alone (nested differences), at x = 13.6: the
+    # scaled step's bound overstates its error, and the smaller step, rounded
+    # more, failed the correct Hessian; 1 % off still fails.
+    def f(x):
+        return np.sum(np.exp(np.asarray(x, np.float32)))
+
+    def hessian(x, factor=1.0):
+        return (factor * np.diag(np.exp(np.asarray(x, np.float64)))).astype(np.float32)
+
+    for point in ([13.6131075], [0.0, 13.6131075]):
+        with pytest.warns(UserWarning, match="float32"):
+            right = check_derivatives(f, {"hessian_grad_and_value": hessian}, point)
+        with pytest.warns(UserWarning, match="float32"):
+            wrong = check_derivatives(
+                f, {"hessian_grad_and_value": lambda x: hessian(x, 1.01)}, point
+            )
+        assert right.ok, right
+        assert not wrong.ok
+
+
 def test_a_reference_that_is_not_finite_is_said_to_be_so():
     def f(x):
         return np.sum(np.sqrt(x))

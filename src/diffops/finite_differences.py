@@ -13,8 +13,8 @@ precision ``func`` returns. Where that bound is not small beside the estimate (a
 function that varies on a scale of 1 far from the origin, as ``sin`` does at ``x =
 3000``, whose scaled step is 3, or a step that reaches beyond the function's domain,
 as ``√x``'s at ``x = 10⁻⁴``), the step ``step`` (for ``|x[i]| > 1``) or ``step ·
-|x[i]|`` (for ``|x[i]| < 1``) is tried too, and the estimate with the smaller bound
-kept.
+|x[i]|`` (for ``|x[i]| < 1``) is tried too, and taken where its bound is a hundredth
+of the scaled step's or less, or the scaled step's is not finite.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ DEFAULT_STEP = 1e-3
 _SMALL = 1e-6
 """Largest error bound, relative to the largest entry of the estimate, at which the
 scaled step is kept without trying the other."""
+
+_FAR_BETTER = 1e-2
+"""How much smaller the other step's bound must be for it to be taken. The bound
+overstates the error of the extrapolated estimate (it is that of the fourth-order
+estimates), and a smaller step is rounded more: where the two are close, the scaled
+step, whose rounding the checker allows for, is kept."""
 
 
 def jacobian(
@@ -64,7 +70,7 @@ def jacobian(
         if not bound <= _SMALL * largest and size != 1.0 and size > 0.0:
             h = step * min(1.0, size)
             other, other_bound = _extrapolated(func, x, i, h, epsilon)
-            if other_bound < bound:
+            if other_bound < _FAR_BETTER * bound:
                 estimate = other
         columns.append(estimate)
     return np.stack(columns, axis=-1)
