@@ -19,6 +19,7 @@ of the scaled step's or less, or the scaled step's is not finite.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ __all__ = ["DEFAULT_STEP", "jacobian"]
 DEFAULT_STEP = 1e-3
 """Relative step for differencing a function computed to machine precision."""
 
-_SMALL = 1e-6
+_SMALL = 1e-2
 """Largest error bound, relative to the largest entry of the estimate, at which the
 scaled step is kept without trying the other."""
 
@@ -63,17 +64,29 @@ def jacobian(
     """
     x = np.asarray(x, dtype=np.float64)
     columns = []
-    for i in range(x.shape[0]):
-        size = abs(x[i])
-        estimate, bound = _extrapolated(func, x, i, step * max(1.0, size), epsilon)
-        largest = float(np.max(np.abs(estimate), initial=0.0))
-        if not bound <= _SMALL * largest and size != 1.0 and size > 0.0:
-            h = step * min(1.0, size)
-            other, other_bound = _extrapolated(func, x, i, h, epsilon)
-            if other_bound < _FAR_BETTER * bound:
-                estimate = other
-        columns.append(estimate)
+    # A step beyond the domain gives NaN or inf, which the bound reports, not NumPy.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for i in range(x.shape[0]):
+            columns.append(_derivative(func, x, i, step, epsilon))
     return np.stack(columns, axis=-1)
+
+
+def _derivative(
+    func: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    i: int,
+    step: float,
+    epsilon: float | None,
+) -> np.ndarray:
+    """The derivative along ``x[i]``, with the scaled step or, far better, the other."""
+    size = abs(x[i])
+    estimate, bound = _extrapolated(func, x, i, step * max(1.0, size), epsilon)
+    largest = float(np.max(np.abs(estimate), initial=0.0))
+    if not bound <= _SMALL * largest and size != 1.0 and size > 0.0:
+        other, other_bound = _extrapolated(func, x, i, step * min(1.0, size), epsilon)
+        if other_bound < _FAR_BETTER * bound:
+            estimate = other
+    return estimate
 
 
 def _extrapolated(
@@ -95,25 +108,22 @@ def _extrapolated(
         forward, backward = x.copy(), x.copy()
         forward[i] += size
         backward[i] -= size
-        # A step beyond the domain gives NaN, which the bound reports, not NumPy.
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            ahead, behind = np.asarray(func(forward)), np.asarray(func(backward))
+        ahead, behind = np.asarray(func(forward)), np.asarray(func(backward))
+        if size == h:  # the values' size and precision, from the first pair
             if epsilon is None:
-                rounding = max(rounding, _epsilon(ahead.dtype))
-            ahead, behind = ahead.astype(np.float64), behind.astype(np.float64)
-            values = max(values, float(np.max(np.abs(ahead), initial=0.0)))
-            estimates.append((ahead - behind) / (2 * size))
+                rounding = _epsilon(ahead.dtype)
+            values = float(np.max(np.abs(ahead), initial=0.0))
+        difference = ahead.astype(np.float64, copy=False) - behind
+        estimates.append(difference / (2 * size))
     fourth_order = [(4 * estimates[k + 1] - estimates[k]) / 3 for k in range(2)]
     estimate = (16 * fourth_order[1] - fourth_order[0]) / 15
-    with np.errstate(invalid="ignore", over="ignore"):
-        spread = float(np.max(np.abs(fourth_order[1] - fourth_order[0]), initial=0.0))
-        slope = float(np.max(np.abs(estimate), initial=0.0))
-        bound = spread + rounding * (values + abs(x[i]) * slope) / (h / 4)
+    spread = float(np.max(np.abs(fourth_order[1] - fourth_order[0]), initial=0.0))
+    slope = float(np.max(np.abs(estimate), initial=0.0))
+    bound = spread + rounding * (values + abs(x[i]) * slope) / (h / 4)
     return estimate, bound if np.isfinite(bound) else np.inf
 
 
+@functools.cache
 def _epsilon(dtype: np.dtype[Any]) -> float:
     """The relative rounding of values of ``dtype``: float64's for non-floats."""
-    if dtype.kind == "f":
-        return float(np.finfo(dtype).eps)
-    return float(np.finfo(np.float64).eps)
+    return float(np.finfo(dtype if dtype.kind == "f" else np.float64).eps)
