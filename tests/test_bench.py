@@ -17,6 +17,7 @@ from helpers import run_python
 import diffops
 from diffops import bench, cache
 from diffops.cli import main
+from diffops.namespaces import array_namespace
 from diffops.operators import OPERATORS
 
 FAST = {"repeats": 1, "seconds_per_batch": 1e-4, "peer": False}
@@ -75,6 +76,70 @@ def test_jax_products_are_measured_against_the_two_call_bound(operator, func, ex
     np.testing.assert_allclose(two_calls[0](argument), composite[0](argument), 1e-5)
     if expected is not None:
         np.testing.assert_allclose(two_calls[0](argument), expected(x, 1.0), 1e-5)
+
+
+def _owned_reference(backend: str, operator: str) -> str:
+    """The hand-written form a product bound to the caller's ``x`` comes from."""
+    return "autograd.grad" if backend == "torch" else "jit, product from (x, M)"
+
+
+@pytest.mark.parametrize("operator", list(diffops.DIFF_OPS))
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_owned_hand_written_forms_keep_diffops_guarantees(backend, operator):
+    """Each output a new array of its own, each product bound to a copy of x."""
+    if not available(backend):
+        pytest.skip(f"{backend} is not installed")
+    record = OPERATORS[operator]
+    func = bench._SAMPLE_FUNCTIONS[record.applies_to](array_namespace(backend), 4)
+    x = np.linspace(-0.5, 0.7, 4)
+    d = diffops.autodiff_fallback(None, func, operator, operator, backend)
+    expected = d(x)  # by diffops, another route than the forms'
+    product = record.product is not None
+    rng = np.random.default_rng(3)
+    argument = rng.standard_normal(np.shape(expected[1])) if product else None
+    wanted = [expected[0](argument), *expected[1:]] if product else list(expected)
+    forms = bench.hand_written(backend, operator, func, owned=True)
+    assert set(forms) == set(bench.hand_written(backend, operator, func))
+    for name, form in forms.items():
+        point = x.copy()
+        outputs = list(form(point))
+        arrays = [output for output in outputs if isinstance(output, np.ndarray)]
+        if product:
+            results = [outputs[0](argument), outputs[0](argument)]
+            assert not np.shares_memory(*results), name
+            arrays += results
+        for i, array in enumerate(arrays):
+            assert array.flags.writeable, name
+            assert not np.shares_memory(array, point), name
+            assert not any(np.shares_memory(array, b) for b in arrays[i + 1 :]), name
+        point += 0.5  # in place: nothing returned moves, nor does a product
+        got = [outputs[0](argument), *outputs[1:]] if product else outputs
+        for output, value in zip(got, wanted, strict=True):
+            np.testing.assert_allclose(output, value, rtol=1e-6, err_msg=name)
+    # As the framework hands it back, the product moves with x (but an mhp: the
+    # sample constraints are quadratic, so their mhp does not depend on x).
+    if product and operator != "mhp_jacobian_and_value":
+        plain = bench.hand_written(backend, operator, func)
+        point = x.copy()
+        moving = plain[_owned_reference(backend, operator)](point)[0]
+        point += 0.5
+        assert not np.allclose(moving(argument), wanted[0], rtol=1e-6)
+
+
+def test_owned_forms_are_measured_for_jax_and_torch_only():
+    backends = available("jax", "torch", "autograd")
+    measurements = bench.run_bench(backends, ["vjp_and_value"], [3], **FAST)
+    for m in measurements:
+        owned = {k: v for k, v in m.median_us.items() if k.startswith("owned: ")}
+        if m.backend in bench.OWNED_FORMS:
+            assert m.median_us["owned"] == min(owned.values())
+            assert m.ratio("diffops", "owned") is not None
+        else:
+            assert not owned
+            assert "owned" not in m.median_us
+    assert "ours/owned" in bench.format_table(measurements)
+    with pytest.raises(ValueError, match="owned forms are written for jax"):
+        bench.hand_written("autograd", "grad_and_value", np.sum, owned=True)
 
 
 def test_symnum_is_built_cold_then_warm_in_a_cache_of_the_bench_own():

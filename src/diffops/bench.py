@@ -76,6 +76,11 @@ SIZE_LIMITS = {
 }
 """Largest ``n`` the bench measures per backend (default: any): SymNum generates
 code for minutes beyond 30, and Hessians op by op take seconds beyond 300."""
+OWNED_FORMS = ("jax", "torch")
+"""The backends whose figures are also set against the hand-written forms with
+diffops' guarantees written in (``hand_written(..., owned=True)``, the ``ours/owned``
+column): what those guarantees cost, whoever writes the code, shows apart from what
+diffops' own layer does."""
 
 VARIANTS = ("diffops", "framework", "peer")
 
@@ -108,8 +113,11 @@ class Measurement:
     ``target`` is ``"call"`` (the derivative function), ``"product"`` (its ``mtp``,
     ``mhp`` or ``vjp`` applied once) or ``"call+product"`` (both, as a sampler does).
     ``median_us`` and ``min_us`` hold ``diffops``, ``framework`` (the fastest
-    hand-written form, named by ``reference``), ``peer``, and each hand-written form
-    as ``"hand: <name>"``. ``warm_build_s`` is SymNum's build from its disk cache.
+    hand-written form, named by ``reference``), ``peer``, each hand-written form as
+    ``"hand: <name>"`` and, for the backends in :data:`OWNED_FORMS`, each written
+    with diffops' guarantees (``hand_written(..., owned=True)``) as ``"owned:
+    <name>"``, the fastest of them as ``owned``. ``warm_build_s`` is SymNum's build
+    from its disk cache.
     """
 
     backend: str
@@ -134,11 +142,9 @@ class Measurement:
 # The same computations written by hand in each framework.
 
 
-def _as_numpy(value: Any) -> Any:
-    return value if callable(value) else np.asarray(value)
-
-
-def _jax_forms(operator: str, func: Callable[..., Any], compile: bool) -> Any:
+def _jax_forms(
+    operator: str, func: Callable[..., Any], compile: bool, owned: bool
+) -> Any:
     """The jitted composite and, for a product operator, the two-call bound."""
     import jax
     import jax.numpy as jnp
@@ -174,11 +180,14 @@ def _jax_forms(operator: str, func: Callable[..., Any], compile: bool) -> Any:
     function = compiled(definitions[operator])
     apply = compiled(lambda pullback, argument: pullback(argument)[0])
 
+    convert = np.array if owned else np.asarray
+
     def call(x: Any) -> Any:
-        outputs = tuple(map(_as_numpy, function(x)))
+        outputs = function(x)
         if callable(outputs[0]):
-            return (functools.partial(_apply_numpy, apply, outputs[0]), *outputs[1:])
-        return outputs
+            product = functools.partial(_apply_numpy, convert, apply, outputs[0])
+            return (product, *map(convert, outputs[1:]))
+        return tuple(map(convert, outputs))
 
     forms = {"jit composite" if compile else "composite": call}
     # The operator whose outputs the product operator's are, after the product, and
@@ -200,15 +209,19 @@ def _jax_forms(operator: str, func: Callable[..., Any], compile: bool) -> Any:
         )
 
         def two_calls(x: Any) -> Any:
-            arrays = tuple(map(np.asarray, outputs(x)))
-            return (functools.partial(_apply_numpy, product, x), *arrays)
+            if owned:
+                x = x.copy()  # the point the product is bound to
+            arrays = tuple(map(convert, outputs(x)))
+            return (functools.partial(_apply_numpy, convert, product, x), *arrays)
 
         forms["jit, product from (x, M)"] = two_calls
     return forms
 
 
-def _apply_numpy(apply: Callable[..., Any], state: Any, argument: Any) -> Any:
-    return np.asarray(apply(state, argument))
+def _apply_numpy(
+    convert: Callable[..., Any], apply: Callable[..., Any], state: Any, argument: Any
+) -> Any:
+    return convert(apply(state, argument))
 
 
 def _autograd_forms(operator: str, func: Callable[..., Any]) -> Any:
@@ -244,6 +257,17 @@ def _autograd_forms(operator: str, func: Callable[..., Any]) -> Any:
 
 def _torch_numpy(value: Any) -> Any:
     return value if callable(value) else value.detach().numpy()
+
+
+def _torch_owned(value: Any) -> Any:
+    """An output as a new array; a product made to return one."""
+    if callable(value):
+        return functools.partial(_copied, value)
+    return np.array(value.detach().numpy())
+
+
+def _copied(product: Callable[..., Any], argument: Any) -> np.ndarray:
+    return np.array(product(argument))
 
 
 def _torch_tape(operator: str, func: Callable[..., Any], x: Any) -> tuple[Any, ...]:
@@ -346,19 +370,28 @@ def _torch_func_pull(pullback: Callable[..., Any], argument: Any) -> Any:
 
 
 def _torch_form(
-    form: Callable[..., tuple[Any, ...]], operator: str, func: Callable[..., Any]
+    form: Callable[..., tuple[Any, ...]],
+    operator: str,
+    func: Callable[..., Any],
+    owned: bool = False,
 ) -> Callable[[Any], tuple[Any, ...]]:
+    convert = _torch_owned if owned else _torch_numpy
+    # The tape keeps the leaf, x's own buffer, which a product would read as it is.
+    copied = owned and OPERATORS[operator].product is not None
+
     def call(x: Any) -> tuple[Any, ...]:
-        return tuple(map(_torch_numpy, form(operator, func, x)))
+        if copied:
+            x = x.copy()
+        return tuple(map(convert, form(operator, func, x)))
 
     return call
 
 
-def _torch_forms(operator: str, func: Callable[..., Any]) -> Any:
-    forms = {"autograd.grad": _torch_form(_torch_tape, operator, func)}
+def _torch_forms(operator: str, func: Callable[..., Any], owned: bool) -> Any:
+    forms = {"autograd.grad": _torch_form(_torch_tape, operator, func, owned)}
     if operator not in ("grad_and_value", "vjp_and_value"):
-        forms["functional"] = _torch_form(_torch_functional, operator, func)
-    forms["torch.func"] = _torch_form(_torch_func, operator, func)
+        forms["functional"] = _torch_form(_torch_functional, operator, func, owned)
+    forms["torch.func"] = _torch_form(_torch_func, operator, func, owned)
     return forms
 
 
@@ -383,7 +416,7 @@ def _torch_compiled_forms(operator: str, func: Callable[..., Any]) -> Any:
 
 
 def hand_written(
-    backend: str, operator: str, func: Callable[..., Any]
+    backend: str, operator: str, func: Callable[..., Any], owned: bool = False
 ) -> dict[str, Callable[..., Any]]:
     """The forms an expert would write by hand for ``operator``, by name.
 
@@ -394,16 +427,24 @@ def hand_written(
         backend: A built-in backend's name.
         operator: One of :data:`~diffops.DIFF_OPS`.
         func: The function, written for the backend's framework.
+        owned: Whether the forms keep diffops' promise on what comes back, written
+            in: each output and product a new array, and a product bound to a copy
+            of ``x`` where it reads ``x`` later (``jax``, ``jax_nojit`` and
+            ``torch``). By default they return what the framework hands back:
+            JAX's read-only views of its buffers, views of torch's tensors.
 
     Returns:
         Name to function; the bench keeps the fastest for each target.
     """
+    if owned and backend not in ("jax", "jax_nojit", "torch"):
+        msg = f"owned forms are written for jax, jax_nojit and torch, not {backend!r}"
+        raise ValueError(msg)
     if backend in ("jax", "jax_nojit"):
-        return _jax_forms(operator, func, compile=backend == "jax")  # type: ignore[no-any-return]
+        return _jax_forms(operator, func, backend == "jax", owned)  # type: ignore[no-any-return]
     if backend == "autograd":
         return _autograd_forms(operator, func)  # type: ignore[no-any-return]
     if backend == "torch":
-        return _torch_forms(operator, func)  # type: ignore[no-any-return]
+        return _torch_forms(operator, func, owned)  # type: ignore[no-any-return]
     if backend == "symnum":
         import symnum
 
@@ -532,13 +573,18 @@ def _measured_sizes(backend: str, sizes: Sequence[int]) -> list[int]:
 
 
 def _fastest_hand_written(measurement: Measurement) -> None:
-    """Set ``framework`` to the fastest ``hand: <name>`` figure, and ``reference``."""
-    hand = {k: v for k, v in measurement.median_us.items() if k.startswith("hand: ")}
-    if hand:
-        name = min(hand, key=hand.__getitem__)
-        measurement.median_us["framework"] = hand[name]
-        measurement.min_us["framework"] = measurement.min_us[name]
-        measurement.reference = name.removeprefix("hand: ")
+    """Set ``framework`` to the fastest ``hand: <name>`` figure, and ``reference``.
+
+    And ``owned`` to the fastest ``owned: <name>`` figure, where there are such.
+    """
+    for prefix, key in (("hand: ", "framework"), ("owned: ", "owned")):
+        forms = {k: v for k, v in measurement.median_us.items() if k.startswith(prefix)}
+        if forms:
+            name = min(forms, key=forms.__getitem__)
+            measurement.median_us[key] = forms[name]
+            measurement.min_us[key] = measurement.min_us[name]
+            if key == "framework":
+                measurement.reference = name.removeprefix(prefix)
 
 
 def _call_and_product(function: Callable[..., Any], x: Any, argument: Any) -> Any:
@@ -687,6 +733,10 @@ def _measure(
         builders["peer"] = functools.partial(_peer, backend, operator, func)
     for name, form in forms.items():
         builders[f"hand: {name}"] = functools.partial(lambda form: form, form)
+    if backend in OWNED_FORMS:
+        owned = hand_written(backend, operator, func, owned=True)
+        for name, form in owned.items():
+            builders[f"owned: {name}"] = functools.partial(lambda form: form, form)
     built = {name: _timed_build(builder, x) for name, builder in builders.items()}
     call = Measurement(backend, operator, n, "call")
     _, _, call.build_s["diffops"], call.first_call_s["diffops"] = built["diffops"]
@@ -965,13 +1015,16 @@ def format_table(measurements: Sequence[Measurement]) -> str:
     """Two tables: the time of each call, then the one-off costs.
 
     The first gives diffops' median microseconds, the fastest hand-written form's
-    and its name, the peer's, the ratios, and the largest difference between their
-    outputs; the second the time to build each derivative function and its first
-    call (compilation, symbolic generation), and SymNum's build from its cache.
+    and its name, diffops' ratio to it and to the fastest such form with diffops'
+    guarantees written in, the peer's microseconds and ratio, and the largest
+    difference between their outputs; the second the time to build each derivative
+    function and its first call (compilation, symbolic generation), and SymNum's
+    build from its cache.
     """
     header = (
         f"{'backend':<14}{'operator':<9}{'n':>5} {'what':<13}{'diffops µs':>11}"
-        f"{'by hand µs':>11}{'ours/hand':>10}  {'fastest by hand':<25}"
+        f"{'by hand µs':>11}{'ours/hand':>10}{'ours/owned':>11}  "
+        f"{'fastest by hand':<25}"
         f"{'mici µs':>10}{'mici/ours':>10}{'max |Δ|':>9}"
     )
     lines = ["Time per call", "", header, "-" * len(header)]
@@ -980,7 +1033,8 @@ def format_table(measurements: Sequence[Measurement]) -> str:
             f"{m.backend:<14}{short_name(m.operator):<9}{m.n:>5} {m.target:<13}"
             f"{_figure(m.median_us.get('diffops')):>11}"
             f"{_figure(m.median_us.get('framework')):>11}"
-            f"{_figure(m.ratio('diffops', 'framework'), 2):>10}  "
+            f"{_figure(m.ratio('diffops', 'framework'), 2):>10}"
+            f"{_figure(m.ratio('diffops', 'owned'), 2):>11}  "
             f"{m.reference:<25}"
             f"{_figure(m.median_us.get('peer')):>10}"
             f"{_figure(m.ratio('peer', 'diffops'), 1):>10}"

@@ -140,10 +140,12 @@ def _bench(arguments: argparse.Namespace) -> int:
     )
     print(
         "µs per call, median over interleaved repeats. ours/hand = diffops ÷ the "
-        "fastest\nhand-written form (named; see docs/backends.md); mici/ours = mici "
-        "÷ diffops (a\nspeed-up); max |Δ| = the largest difference between their "
-        "outputs. call+product\nis a call followed by one product, as a sampler "
-        "uses them.\n"
+        "fastest\nhand-written form (named; see docs/backends.md); ours/owned = "
+        "diffops ÷ the fastest\nsuch form with diffops' guarantees written in "
+        "(outputs copied into new arrays,\nproducts bound to a copy of x); "
+        "mici/ours = mici ÷ diffops (a speed-up);\nmax |Δ| = the largest difference "
+        "between their outputs. call+product is a call\nfollowed by one product, as "
+        "a sampler uses them.\n"
     )
     if arguments.jax_sync:
         print("JAX's CPU computations ran on the calling thread (--jax-sync).\n")
