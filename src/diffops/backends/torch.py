@@ -638,10 +638,10 @@ def return_numpy_arrays(
             ``"cuda"``; ``None`` for the CPU.
         compile: Whether to compile the user's function with :func:`torch.compile`
             (and so its backward pass), for the operators in :data:`COMPILABLE`.
-            On the CPU this makes a gradient 1.1-1.9 times faster at ``n = 3``
-            to ``300`` for a compilation of 0.05-12 s on the first call, in every
-            process: worth it for long runs only (see the docs' "Choosing a
-            backend").
+            On the CPU this makes a gradient 1.0-2.4 times faster at ``n = 3``
+            to ``300`` (bench runs on a 2-core x86 machine) for a compilation of
+            0.04-12 s on the first call, in every process: worth it for long runs
+            only (see the docs' "Choosing a backend").
 
     Returns:
         For a derivative function, the :class:`~diffops.DerivativeFunction` users
