@@ -225,3 +225,26 @@ def test_a_products_repr_gives_its_concrete_shapes(backend):
     mhp = case_derivative(backend, "mhp_jacobian_and_value")(SEVERAL_OUTPUTS.point)[0]
     expected = "<mhp bound to x of shape (3,): M of shape (4, 3) -> shape (3,)>"
     assert repr(mhp) == expected
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["a point", "vectorize"])
+@pytest.mark.parametrize("operator", DIFF_OPS)
+def test_a_torch_function_writing_into_its_argument_leaves_the_callers_x(
+    operator, batched
+):
+    """Where autograd does not see it (torch.no_grad), so it raises no error."""
+    torch = pytest.importorskip("torch")
+    scalar = OPERATORS[operator].applies_to == "scalar"
+
+    def rescaled(x):
+        with torch.no_grad():
+            x.mul_(2.0)
+        return torch.sum(x**3) if scalar else x**3
+
+    d = derivative("torch", operator, rescaled)
+    x = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    if batched:
+        diffops.vectorize(d)(x)
+    else:
+        d(x[0])
+    np.testing.assert_array_equal(x, [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])

@@ -135,13 +135,10 @@ def test_products_accept_lists(backend):
 @pytest.mark.parametrize(
     ("backend", "constant"),
     [
-        *((backend, constant) for backend in ("jax", "jax_nojit") for constant in (3,)),
-        *(
-            (backend, constant)
-            for backend in ("jax", "jax_nojit", "autograd")
-            for constant in (3.0, np.float32(3.0))
-        ),
-    ],  # autograd cannot differentiate an int: its own TypeError says so
+        (backend, constant)
+        for backend in ("jax", "jax_nojit", "autograd", "torch")
+        for constant in (3, np.int32(3), 3.0, np.float32(3.0))
+    ],
     ids=str,
 )
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -361,6 +361,31 @@ def test_torch_records_where_the_caller_turned_recording_off(mode):
     np.testing.assert_allclose(vjp(np.ones(3)), 2 * x, **TOLERANCE)
 
 
+@pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled")
+def test_torch_differentiates_under_anomaly_detection():
+    """Whose checks the batched pullback cannot run: the rows go one by one."""
+    torch, _ = _torch_functions()
+    x = np.array([0.5, -1.0, 2.0])
+
+    def f(x):  # f = Σ x³/6: g = x²/2, H = diag(x), mtp(M) = diag(M)
+        return torch.sum(x**3) / 6
+
+    def c(x):  # c = (x₀ x₁, x₂²): J = [[x₁, x₀, 0], [0, 0, 2 x₂]]
+        return torch.stack([x[0] * x[1], x[2] ** 2])
+
+    M = np.arange(6.0).reshape(2, 3)
+    with torch.autograd.detect_anomaly():
+        mtp, H, g, _ = derivative("torch", "mtp_hessian_grad_and_value", f)(x)
+        mhp, J, _ = derivative("torch", "mhp_jacobian_and_value", c)(x)
+        products = mtp(np.diag([1.0, 2.0, 3.0])), mhp(M)
+    np.testing.assert_allclose(H, np.diag(x), **TOLERANCE)
+    np.testing.assert_allclose(g, x**2 / 2, **TOLERANCE)
+    np.testing.assert_allclose(J, [[x[1], x[0], 0], [0, 0, 2 * x[2]]], **TOLERANCE)
+    np.testing.assert_allclose(products[0], [1, 2, 3], **TOLERANCE)
+    expected = [M[0, 1], M[0, 0], 2 * M[1, 2]]  # ∂/∂x Σ M ∘ J
+    np.testing.assert_allclose(products[1], expected, **TOLERANCE)
+
+
 @pytest.mark.parametrize("operator", OPERATORS)
 def test_torch_calls_each_transform_itself_where_the_graph_is_recorded(operator):
     # The per-call path skips _recording's wrapper only for this module's transforms.

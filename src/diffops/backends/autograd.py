@@ -106,6 +106,8 @@ def _grad_and_value(
 ) -> tuple[Any, Any]:
     pullback, value = make_vjp(func, x)
     check_scalar_output(output_shape(value, operator), operator)
+    if isinstance(value, int | np.integer):  # a constant, whose type autograd lacks
+        value = vspace(x).dtype.type(value)
     return pullback(vspace(value).ones()), value
 
 
