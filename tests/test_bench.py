@@ -170,8 +170,13 @@ def test_sizes_beyond_a_backend_limit_are_left_out():
         (["--size", "0"], r"--size: must be a positive integer; got '0'"),
         (["--repeats", "-1"], r"--repeats: must be a positive integer"),
         (["--batch", "0"], r"--batch: must be a positive integer"),
+        (["--json", "/no/such/folder/b.json"], r"--json: no folder '/no/such/folder'"),
+        (["--plot", "bench.txt"], r"--plot: the file's suffix names its format, one "
+                                  r"of .*png.*; got 'bench.txt'"),
+        (["--batch", "2", "--json", "b.json", "--memory"],
+         r"--json and --memory: for the latency bench, not --batch"),
     ],
-)
+)  # fmt: skip
 def test_the_bench_command_refuses_what_it_cannot_measure(arguments, message, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["bench", *arguments])

@@ -448,6 +448,15 @@ def test_command_line_refuses_an_operator_given_twice(model_file, capsys):
     assert "--derivative grad_and_value is given twice" in capsys.readouterr().err
 
 
+def test_command_line_refuses_a_negative_seed(model_file, capsys):
+    status = run_check(f"{model_file}:f", "--derivative",
+                       f"grad_and_value={model_file}:grad", "--dim", "3",
+                       "--seed", "-1")  # fmt: skip
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "--seed: must be an integer of 0 or more; got '-1'" in err
+
+
 def test_derivatives_written_with_torch_are_checked_against_torch():
     torch = pytest.importorskip("torch")
 

@@ -35,6 +35,23 @@ def test_demo_checks_and_times_every_operator(capsys):
     assert "All 12 results agree" in out
 
 
+@pytest.mark.parametrize("name", ["nope", "numpy"])
+def test_demo_refuses_a_backend_it_cannot_run(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--backend", name])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "the demo runs the built-in backends installed here" in err
+    assert f"got '{name}'" in err
+
+
+def test_demo_runs_a_backend_named_twice_once(capsys):
+    if not diffops.get_backend("autograd").available:
+        pytest.skip("needs autograd")
+    assert main(["demo", "--backend", "autograd", "--backend", "autograd"]) == 0
+    assert "All 6 results agree" in capsys.readouterr().out
+
+
 def test_a_reader_that_stops_reading_gets_no_traceback():
     # As `diffops backends | head -1`: the pipe is closed before diffops writes.
     process = subprocess.Popen(

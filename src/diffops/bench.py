@@ -54,6 +54,7 @@ __all__ = [
     "measure_memory",
     "peak_memory",
     "plot",
+    "plot_formats",
     "read_json",
     "run_batch_bench",
     "run_bench",
@@ -1065,6 +1066,14 @@ def read_json(path: str | Path) -> list[Measurement]:
 def write_json(measurements: Sequence[Measurement], path: str | Path) -> None:
     """Write the raw figures as a JSON list of measurements."""
     Path(path).write_text(json.dumps([asdict(m) for m in measurements], indent=1))
+
+
+def plot_formats() -> tuple[str, ...]:
+    """The file formats :func:`plot` writes, by suffix (Matplotlib's, lower case)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    return tuple(sorted(FigureCanvasAgg(Figure()).get_supported_filetypes()))
 
 
 def plot(measurements: Sequence[Measurement], path: str | Path) -> None:

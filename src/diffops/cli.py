@@ -67,7 +67,10 @@ def _demo(arguments: argparse.Namespace) -> int:
         "operators,\ntorus constraint (n = 3, m = 1) for the vector operators; "
         "errors are max |Δ| / max(1, |ref|).\n"
     )
-    rows = run_demo(arguments.backend, print_to=sys.stdout)
+    try:
+        rows = run_demo(arguments.backend, print_to=sys.stdout)
+    except ValueError as error:  # a backend the demo cannot run
+        arguments.parser.error(str(error))
     failures = [
         row
         for row in rows
@@ -88,14 +91,51 @@ def _demo(arguments: argparse.Namespace) -> int:
 
 def _positive(text: str) -> int:
     """An argument that must be a positive integer."""
+    return _integer(text, 1, "a positive integer")
+
+
+def _non_negative(text: str) -> int:
+    """An argument that must be an integer of 0 or more."""
+    return _integer(text, 0, "an integer of 0 or more")
+
+
+def _integer(text: str, least: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"must be a positive integer; got {text!r}"
+        value = least - 1
+    if value < least:
+        msg = f"must be {expected}; got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
+
+
+def _check_outputs(arguments: argparse.Namespace) -> None:
+    """Refuse, before the bench runs, files it could not write afterwards."""
+    files = {"--json": arguments.json, "--plot": arguments.plot}
+    if arguments.batch is not None:
+        given = [option for option, path in files.items() if path]
+        given += ["--memory"] if arguments.memory else []
+        if given:
+            arguments.parser.error(
+                f"{' and '.join(given)}: for the latency bench, not --batch"
+            )
+    for option, path in files.items():
+        if path and not Path(path).absolute().parent.is_dir():
+            arguments.parser.error(f"{option}: no folder {str(Path(path).parent)!r}")
+    if arguments.plot:
+        from diffops.bench import plot_formats
+
+        try:
+            formats = plot_formats()
+        except ImportError:
+            arguments.parser.error("--plot needs matplotlib: install diffops[bench]")
+        suffix = Path(arguments.plot).suffix.lstrip(".").lower()
+        if suffix not in formats:
+            arguments.parser.error(
+                f"--plot: the file's suffix names its format, one of "
+                f"{', '.join(formats)}; got {arguments.plot!r}"
+            )
 
 
 def _bench(arguments: argparse.Namespace) -> int:
@@ -107,6 +147,7 @@ def _bench(arguments: argparse.Namespace) -> int:
             arguments.parser.error("--jax-sync needs the jax backend, not installed")
         _run_jax_inline()
     progress = sys.stderr if sys.stderr.isatty() or arguments.progress else None
+    _check_outputs(arguments)
     try:
         bench.checked_backends(
             arguments.backend,
@@ -342,7 +383,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="backend to include (repeatable; default: all available)",
     )
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=_demo, parser=demo)
     bench = commands.add_parser(
         "bench",
         help="time every operator against the fastest hand-written code and mici",
@@ -446,7 +487,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--seed",
-        type=int,
+        type=_non_negative,
         default=0,
         metavar="S",
         help="seed of the points and of M and u (default: 0)",

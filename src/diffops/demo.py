@@ -25,7 +25,7 @@ import numpy as np
 from diffops import finite_differences
 from diffops.namespaces import ArrayNamespace, array_namespace
 from diffops.operators import OPERATORS
-from diffops.registry import autodiff_fallback, available_backends
+from diffops.registry import _BUILTIN_BACKENDS, autodiff_fallback, available_backends
 
 __all__ = ["DemoRow", "banana_neg_log_density", "run_demo", "torus_constraint"]
 
@@ -116,8 +116,21 @@ def run_demo(
     *,
     print_to: TextIO | None = None,
 ) -> list[DemoRow]:
-    """Run the demo on ``backends`` (default: every available one) and print a table."""
-    backends = tuple(available_backends() if backends is None else backends)
+    """Run the demo on ``backends`` (default: every available one) and print a table.
+
+    Raises:
+        ValueError: If a backend asked for is not a built-in one installed here (the
+            demo's functions are written for those), naming it and those there are.
+    """
+    installed = tuple(b for b in available_backends() if b in _BUILTIN_BACKENDS)
+    backends = installed if backends is None else tuple(dict.fromkeys(backends))
+    refused = [b for b in backends if b not in installed]
+    if refused:
+        msg = (
+            f"the demo runs the built-in backends installed here, "
+            f"{', '.join(installed)}; got {', '.join(map(repr, refused))}."
+        )
+        raise ValueError(msg)
     rng = np.random.default_rng(0)
     points = {
         "scalar": rng.uniform(-1, 1, DIMENSION),
