@@ -20,6 +20,7 @@ from diffops import (
     register_backend,
     wrap_function,
 )
+from diffops.functions import DerivativeFunction, Runtime
 
 
 def test_diff_ops_are_the_six_operators_in_order():
@@ -275,3 +276,51 @@ def test_register_refuses_a_module_missing_operators():
 def test_register_refuses_what_is_not_a_backend():
     with pytest.raises(TypeError, match="backend must be an AutodiffBackend"):
         register_backend("tuple_test", (_module(), True))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", [" padded_test", "two words", "tab\ttest", ""])
+def test_register_refuses_a_name_with_spaces_or_none(name):
+    with pytest.raises(ValueError, match="non-empty string without spaces"):
+        register_backend(name, AutodiffBackend(_module(), True))
+    assert name.lower() not in diffops.registry.REGISTERED_BACKENDS
+
+
+@pytest.mark.parametrize("available", ["no", 1, None])
+def test_register_refuses_an_availability_that_is_not_a_bool(available):
+    with pytest.raises(TypeError, match=r"backend\.available must be True or False"):
+        register_backend("availability_test", AutodiffBackend(_module(), available))
+    assert "availability_test" not in diffops.registry.REGISTERED_BACKENDS
+
+
+def test_register_says_which_operators_are_not_callable():
+    module = _module(hessian_grad_and_value=42)
+    with pytest.raises(TypeError, match=r"\['hessian_grad_and_value'\] are not call"):
+        register_backend("uncallable_test", AutodiffBackend(module, True))
+
+
+@pytest.mark.parametrize("where", ["operator", "wrapper"])
+def test_fallback_refuses_what_a_backend_makes_that_is_not_callable(where):
+    if where == "operator":
+        backend = AutodiffBackend(_module(grad_and_value=lambda func: None), True)
+    else:
+        backend = AutodiffBackend(_module(grad_and_value=_fd_grad_and_value), True)
+        backend = backend._replace(function_wrapper=lambda function: None)
+    register_backend(f"makes_none_{where}_test", backend)
+    with pytest.raises(TypeError, match="made None for grad_and_value, not a deriv"):
+        autodiff_fallback(
+            None, square_sum, "grad_and_value", "grad", f"makes_none_{where}_test"
+        )
+
+
+def test_a_derivative_function_names_an_operator_it_does_not_know():
+    runtime = Runtime(lambda value, dtype: np.array(value, dtype=dtype), np.dot)
+    with pytest.raises(ValueError, match=r"operator must be one of \('vjp_and_value'"):
+        DerivativeFunction("grad", lambda x: (x, 1.0), runtime, (print, ()))
+
+
+def test_a_derivative_function_made_by_a_recipe_of_no_arguments_has_a_repr():
+    runtime = Runtime(lambda value, dtype: np.array(value, dtype=dtype), np.dot)
+    d = DerivativeFunction(
+        "grad_and_value", lambda x: (x, 1.0), runtime, (print, ()), func=square_sum
+    )
+    assert repr(d) == f"<diffops grad_and_value of {square_sum!r}>"

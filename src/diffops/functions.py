@@ -236,6 +236,9 @@ class DerivativeFunction:
         func: Callable[..., Any] | None = None,
         traced: FrameworkDerivative | None = None,
     ) -> None:
+        if operator not in OPERATORS:
+            msg = f"operator must be one of {tuple(OPERATORS)}; got {operator!r}."
+            raise ValueError(msg)
         self.operator = operator
         self.func = func
         self.traced = traced
@@ -308,7 +311,9 @@ class DerivativeFunction:
         return self._rebuild
 
     def __repr__(self) -> str:
-        return f"<diffops {self.operator} of {self._rebuild[1][0]!r}>"
+        # What the backend's recipe makes it from, as the built-in backends' name it.
+        made_from = self._rebuild[1][0] if self._rebuild[1] else self.func
+        return f"<diffops {self.operator} of {made_from!r}>"
 
 
 class BoundProduct:

@@ -171,14 +171,15 @@ def register_backend(
         replace: Whether an existing backend of the same name may be replaced.
 
     Raises:
-        TypeError: If ``name`` is not a string or ``backend`` not an
-            :class:`AutodiffBackend`.
-        ValueError: If the name is taken and ``replace`` is false, or the module
-            lacks some of the operators.
+        TypeError: If ``name`` is not a string, ``backend`` not an
+            :class:`AutodiffBackend`, its ``available`` not a bool, or an operator
+            or its function wrapper not callable.
+        ValueError: If the name is empty or has spaces, is taken and ``replace`` is
+            false, or the module lacks some of the operators.
     """
     key = _normalise_name(name, "name")
-    if not key:
-        msg = "name must be a non-empty string."
+    if not key or any(character.isspace() for character in key):
+        msg = f"name must be a non-empty string without spaces; got {name!r}."
         raise ValueError(msg)
     if not isinstance(backend, AutodiffBackend):
         msg = (
@@ -186,13 +187,23 @@ def register_backend(
             f"got {type(backend).__name__}."
         )
         raise TypeError(msg)
-    missing = [op for op in DIFF_OPS if not callable(getattr(backend.module, op, None))]
+    if not isinstance(backend.available, bool):
+        msg = (
+            "backend.available must be True or False (whether its framework is "
+            f"installed); got {backend.available!r}."
+        )
+        raise TypeError(msg)
+    missing = [op for op in DIFF_OPS if not hasattr(backend.module, op)]
     if missing:
         msg = (
             f"backend.module lacks the differential operators {missing}: a backend "
             f"module must define all of {DIFF_OPS}."
         )
         raise ValueError(msg)
+    uncallable = [op for op in DIFF_OPS if not callable(getattr(backend.module, op))]
+    if uncallable:
+        msg = f"backend.module's differential operators {uncallable} are not callable."
+        raise TypeError(msg)
     if backend.function_wrapper is not None and not callable(backend.function_wrapper):
         msg = "backend.function_wrapper must be callable or None."
         raise TypeError(msg)
@@ -281,7 +292,8 @@ def autodiff_fallback(
         ValueError: If ``diff_func`` is ``None`` and ``backend`` is ``None``, the
             operator or the backend is unknown, or the backend's framework is not
             installed.
-        TypeError: If the derivative must be generated and ``func`` is not callable.
+        TypeError: If the derivative must be generated and ``func`` is not callable,
+            or the backend makes something that is not callable.
     """
     if diff_func is not None:
         return diff_func
@@ -309,4 +321,12 @@ def autodiff_fallback(
         msg = f"func must be callable; got {type(func).__name__}."
         raise TypeError(msg)
     diff_func = getattr(autodiff_backend.module, diff_op_name)(func)
-    return wrap_function(diff_func, backend)
+    made = wrap_function(diff_func, backend)
+    if not callable(made):  # a third-party backend's mistake, said here
+        msg = (
+            f"the {backend!r} backend made {made!r} for {diff_op_name}, not a "
+            "derivative function: its operator and function wrapper must each "
+            "return a callable."
+        )
+        raise TypeError(msg)
+    return made
