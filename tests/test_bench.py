@@ -175,6 +175,10 @@ def test_sizes_beyond_a_backend_limit_are_left_out():
                                   r"of .*png.*; got 'bench.txt'"),
         (["--batch", "2", "--json", "b.json", "--memory"],
          r"--json and --memory: for the latency bench, not --batch"),
+        (["--json", "."], r"--json: needs a file's name; got '\.'"),
+        (["--json", ""], r"--json: needs a file's name; got ''"),
+        (["--plot", "figures/"], r"--plot: needs a file's name; got 'figures/'"),
+        (["--plot", "bench.pgf"], r"--plot: the file's suffix .* got 'bench.pgf'"),
     ],
 )  # fmt: skip
 def test_the_bench_command_refuses_what_it_cannot_measure(arguments, message, capsys):

@@ -40,9 +40,10 @@ def test_demo_refuses_a_backend_it_cannot_run(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--backend", name])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "the demo runs the built-in backends installed here" in err
-    assert f"got '{name}'" in err
+    captured = capsys.readouterr()
+    assert "the demo runs the built-in backends installed here" in captured.err
+    assert f"got '{name}'" in captured.err
+    assert not captured.out  # refused before it starts
 
 
 def test_demo_runs_a_backend_named_twice_once(capsys):

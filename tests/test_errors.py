@@ -263,6 +263,20 @@ def test_a_callable_instance_is_named_by_its_class_and_place():
         derivative("jax", "grad_and_value", Model())(np.array([1.0, 2.0]))
 
 
+@pytest.mark.parametrize("ending", ["item", "float", "constant"])
+def test_torch_refuses_a_number_which_a_cut_graph_gives_too(ending):
+    """Not zero derivatives without a word, as a constant would be."""
+    torch = pytest.importorskip("torch")
+
+    def f(x):
+        total = torch.sum(x**2)
+        return {"item": total.item(), "float": float(total), "constant": 3.0}[ending]
+
+    message = r"returned float\. A tensor's \.item\(\) or float\(\.\.\.\) is a number"
+    with pytest.raises(TypeError, match=message):
+        derivative("torch", "grad_and_value", f)(np.array([1.0, 2.0]))
+
+
 @pytest.mark.parametrize("operator", DIFF_OPS)
 def test_a_function_returning_complex_numbers_is_refused(backend, operator):
     # Differentiated as real, the imaginary part would be dropped, with at most the

@@ -292,6 +292,11 @@ def test_register_refuses_an_availability_that_is_not_a_bool(available):
     assert "availability_test" not in diffops.registry.REGISTERED_BACKENDS
 
 
+def test_register_takes_numpys_bool_as_an_availability():
+    register_backend("numpy_bool_test", AutodiffBackend(_module(), np.True_))
+    assert get_backend("numpy_bool_test").available is True
+
+
 def test_register_says_which_operators_are_not_callable():
     module = _module(hessian_grad_and_value=42)
     with pytest.raises(TypeError, match=r"\['hessian_grad_and_value'\] are not call"):

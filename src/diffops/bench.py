@@ -1069,11 +1069,15 @@ def write_json(measurements: Sequence[Measurement], path: str | Path) -> None:
 
 
 def plot_formats() -> tuple[str, ...]:
-    """The file formats :func:`plot` writes, by suffix (Matplotlib's, lower case)."""
+    """The file formats :func:`plot` writes, by suffix (Matplotlib's, lower case).
+
+    But PGF, which Matplotlib writes only where a LaTeX is installed.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return tuple(sorted(FigureCanvasAgg(Figure()).get_supported_filetypes()))
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    return tuple(sorted(suffix for suffix in formats if suffix != "pgf"))
 
 
 def plot(measurements: Sequence[Measurement], path: str | Path) -> None:

@@ -59,18 +59,19 @@ def _run_jax_inline() -> None:
 
 
 def _demo(arguments: argparse.Namespace) -> int:
-    from diffops.demo import run_demo
+    from diffops.demo import demo_backends, run_demo
 
+    try:
+        backends = demo_backends(arguments.backend)
+    except ValueError as error:  # a backend the demo cannot run
+        arguments.parser.error(str(error))
     _enable_jax_float64()
     print(
         "diffops demo: banana-shaped negative log density (n = 5) for the scalar "
         "operators,\ntorus constraint (n = 3, m = 1) for the vector operators; "
         "errors are max |Δ| / max(1, |ref|).\n"
     )
-    try:
-        rows = run_demo(arguments.backend, print_to=sys.stdout)
-    except ValueError as error:  # a backend the demo cannot run
-        arguments.parser.error(str(error))
+    rows = run_demo(backends, print_to=sys.stdout)
     failures = [
         row
         for row in rows
@@ -121,7 +122,11 @@ def _check_outputs(arguments: argparse.Namespace) -> None:
                 f"{' and '.join(given)}: for the latency bench, not --batch"
             )
     for option, path in files.items():
-        if path and not Path(path).absolute().parent.is_dir():
+        if path is None:
+            continue
+        if not path or path.endswith(("/", os.sep)) or Path(path).is_dir():
+            arguments.parser.error(f"{option}: needs a file's name; got {path!r}")
+        if not Path(path).absolute().parent.is_dir():
             arguments.parser.error(f"{option}: no folder {str(Path(path).parent)!r}")
     if arguments.plot:
         from diffops.bench import plot_formats

@@ -27,7 +27,13 @@ from diffops.namespaces import ArrayNamespace, array_namespace
 from diffops.operators import OPERATORS
 from diffops.registry import _BUILTIN_BACKENDS, autodiff_fallback, available_backends
 
-__all__ = ["DemoRow", "banana_neg_log_density", "run_demo", "torus_constraint"]
+__all__ = [
+    "DemoRow",
+    "banana_neg_log_density",
+    "demo_backends",
+    "run_demo",
+    "torus_constraint",
+]
 
 DIMENSION = 5
 TORUS_RADII = (2.0, 0.5)
@@ -111,6 +117,26 @@ def _finite_difference_reference(
     return finite_differences.jacobian(lambda y: np.sum(argument * derivative(y)[1]), x)
 
 
+def demo_backends(backends: Sequence[str] | None = None) -> tuple[str, ...]:
+    """``backends`` once each (default: every built-in one installed here).
+
+    Raises:
+        ValueError: If a backend asked for is not a built-in one installed here (the
+            demo's functions are written for those), naming it and those there are.
+    """
+    installed = tuple(b for b in available_backends() if b in _BUILTIN_BACKENDS)
+    if backends is None:
+        return installed
+    refused = [b for b in backends if b not in installed]
+    if refused:
+        msg = (
+            f"the demo runs the built-in backends installed here, "
+            f"{', '.join(installed)}; got {', '.join(map(repr, refused))}."
+        )
+        raise ValueError(msg)
+    return tuple(dict.fromkeys(backends))
+
+
 def run_demo(
     backends: Sequence[str] | None = None,
     *,
@@ -119,18 +145,9 @@ def run_demo(
     """Run the demo on ``backends`` (default: every available one) and print a table.
 
     Raises:
-        ValueError: If a backend asked for is not a built-in one installed here (the
-            demo's functions are written for those), naming it and those there are.
+        ValueError: As :func:`demo_backends`.
     """
-    installed = tuple(b for b in available_backends() if b in _BUILTIN_BACKENDS)
-    backends = installed if backends is None else tuple(dict.fromkeys(backends))
-    refused = [b for b in backends if b not in installed]
-    if refused:
-        msg = (
-            f"the demo runs the built-in backends installed here, "
-            f"{', '.join(installed)}; got {', '.join(map(repr, refused))}."
-        )
-        raise ValueError(msg)
+    backends = demo_backends(backends)
     rng = np.random.default_rng(0)
     points = {
         "scalar": rng.uniform(-1, 1, DIMENSION),

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from diffops.operators import DIFF_OPS
 
 __all__ = [
@@ -187,12 +189,14 @@ def register_backend(
             f"got {type(backend).__name__}."
         )
         raise TypeError(msg)
-    if not isinstance(backend.available, bool):
+    if not isinstance(backend.available, bool | np.bool_):
         msg = (
             "backend.available must be True or False (whether its framework is "
             f"installed); got {backend.available!r}."
         )
         raise TypeError(msg)
+    if not isinstance(backend.available, bool):  # NumPy's, kept as Python's
+        backend = backend._replace(available=bool(backend.available))
     missing = [op for op in DIFF_OPS if not hasattr(backend.module, op)]
     if missing:
         msg = (
