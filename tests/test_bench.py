@@ -179,6 +179,10 @@ def test_sizes_beyond_a_backend_limit_are_left_out():
         (["--json", ""], r"--json: needs a file's name; got ''"),
         (["--plot", "figures/"], r"--plot: needs a file's name; got 'figures/'"),
         (["--plot", "bench.pgf"], r"--plot: the file's suffix .* got 'bench.pgf'"),
+        (["--plot", "bench.png/."], r"--plot: needs a file's name; got 'bench.png/.'"),
+        (["--json", "b" * 300 + ".json"], r"--json: cannot write 'b+\.json': .*long"),
+        (["--json", "b.png", "--plot", "./b.png"],
+         r"--json and --plot name the same file"),
     ],
 )  # fmt: skip
 def test_the_bench_command_refuses_what_it_cannot_measure(arguments, message, capsys):

@@ -262,3 +262,46 @@ def test_a_torch_function_writing_into_its_argument_leaves_the_callers_x(
     first = product(argument)
     np.testing.assert_array_equal(product(argument), first)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(product))(argument), first)
+
+
+def test_a_wrapped_torch_function_writing_into_its_argument_leaves_the_callers_x():
+    pytest.importorskip("torch")
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(diffops.wrap_function(rescaled, "torch")(x), 8 * x**3)
+    np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
+
+
+def cube_scaling_its_cotangent(x):
+    """x³, by an autograd.Function whose backward scales its cotangent in place."""
+    import torch
+
+    class Cube(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x):
+            return x**3
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, cotangent):
+            (x,) = ctx.saved_tensors
+            return cotangent.mul_(3 * x**2)
+
+    return Cube.apply(x)
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["a point", "vectorize"])
+def test_a_torch_backward_writing_into_its_cotangent_leaves_the_callers_u(batched):
+    pytest.importorskip("torch")
+    d = derivative("torch", "vjp_and_value", cube_scaling_its_cotangent)
+    x = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    u = np.ones_like(x) if batched else np.ones(3)
+    vjp = diffops.vectorize(d)(x)[0] if batched else d(x[0])[0]
+    expected = 3 * (x if batched else x[0]) ** 2
+    np.testing.assert_array_equal(vjp(u), expected)
+    np.testing.assert_array_equal(u, np.ones_like(u))
+    np.testing.assert_array_equal(vjp(u), expected)  # and so again

@@ -111,6 +111,22 @@ def _integer(text: str, least: int, expected: str) -> int:
     return value
 
 
+def _unwritable(path: str) -> str | None:
+    """Why a file cannot be written at ``path``; ``None`` where it can.
+
+    Found by opening it to append, and removing it where that made it.
+    """
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        return error.strerror or str(error)
+    if not existed:
+        os.remove(path)
+    return None
+
+
 def _check_outputs(arguments: argparse.Namespace) -> None:
     """Refuse, before the bench runs, files it could not write afterwards."""
     files = {"--json": arguments.json, "--plot": arguments.plot}
@@ -124,10 +140,17 @@ def _check_outputs(arguments: argparse.Namespace) -> None:
     for option, path in files.items():
         if path is None:
             continue
-        if not path or path.endswith(("/", os.sep)) or Path(path).is_dir():
+        name = os.path.basename(path)
+        if name in ("", ".", "..") or os.path.isdir(path):
             arguments.parser.error(f"{option}: needs a file's name; got {path!r}")
-        if not Path(path).absolute().parent.is_dir():
+        if not os.path.isdir(Path(path).absolute().parent):
             arguments.parser.error(f"{option}: no folder {str(Path(path).parent)!r}")
+        error = _unwritable(path)
+        if error is not None:
+            arguments.parser.error(f"{option}: cannot write {path!r}: {error}")
+    same = arguments.json and arguments.plot
+    if same and Path(arguments.json).resolve() == Path(arguments.plot).resolve():
+        arguments.parser.error("--json and --plot name the same file")
     if arguments.plot:
         from diffops.bench import plot_formats
 

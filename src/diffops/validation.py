@@ -75,7 +75,7 @@ def is_plain(array: Any, dtypes: frozenset[np.dtype[Any]] = NATIVE_FLOATS) -> bo
     return type(array) is np.ndarray and array.dtype in dtypes and array.flags.carray
 
 
-def as_plain_array(value: Any) -> Any:
+def as_plain_array(value: Any, copy: bool = False) -> Any:
     """A NumPy array in native byte order, C-contiguous, aligned and writable.
 
     For the arguments of functions that a framework's function wrapper converts: any
@@ -83,15 +83,18 @@ def as_plain_array(value: Any) -> Any:
 
     Args:
         value: An argument.
+        copy: Whether a NumPy array is always copied: for a framework whose arrays
+            share a NumPy array's memory (a torch tensor on the CPU), where the code
+            it is handed to may write into it.
 
     Returns:
-        ``value`` itself where it is such an array or not a NumPy array at all; a
-        copy of it in that layout otherwise.
+        ``value`` itself where it is such an array (and not ``copy``) or not a NumPy
+        array at all; a copy of it in that layout otherwise.
     """
     if not isinstance(value, np.ndarray):
         return value
     if value.dtype.isnative and value.flags.carray and type(value) is np.ndarray:
-        return value
+        return value.copy() if copy else value  # copy(): a third of np.array's cost
     return np.array(value, dtype=value.dtype.newbyteorder("="), order="C")
 
 

@@ -175,8 +175,9 @@ class Pullback:
         """Apply the map to ``cotangent``, an array or tensor of ``y``'s shape."""
         output = self.output
         # PyTorch takes no big-endian or negatively strided array, and warns of a
-        # read-only one: such are copied.
-        cotangent = as_plain_array(cotangent)
+        # read-only one; and the caller's array is the caller's, which a backward
+        # pass of the user's (an autograd.Function) may write into: copied.
+        cotangent = as_plain_array(cotangent, copy=True)
         if (
             type(cotangent) is np.ndarray
             and output.is_cpu
@@ -487,8 +488,9 @@ def _apply_batch(
 ) -> Any:
     in_dims = (0, None) if is_shared else (0, 0)
     batched = torch.func.vmap(product, in_dims=in_dims)
-    # The points from a copy, as in _evaluate_batch: the batch keeps its own.
-    return batched(_tensor(points.copy(), device), _tensor(argument, device))
+    # From copies, as in _evaluate_batch and Pullback: the batch keeps its points,
+    # and the argument is the caller's.
+    return batched(_tensor(points.copy(), device), _tensor(argument.copy(), device))
 
 
 def _batching(derivative: DerivativeFunction) -> Batching:
@@ -635,8 +637,8 @@ class _Evaluate:
 
 
 def _to_framework(device: Any, value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(as_plain_array(value))
+    if isinstance(value, np.ndarray):  # a copy, which the function may write into
+        value = torch.from_numpy(as_plain_array(value, copy=True))
     if device is not None and isinstance(value, torch.Tensor):
         value = value.to(device)
     return value
