@@ -292,6 +292,38 @@ def test_jax_packs_small_outputs_only_and_each_size_its_own_way():
             np.testing.assert_allclose(v, np.sum(x.astype(float) ** 3) / 6, **tolerance)
 
 
+@pytest.mark.parametrize("pack_up_to", [10_000, 0], ids=["packed", "separate"])
+@pytest.mark.parametrize("operator", ["jacobian_and_value", "vjp_and_value"])
+def test_jax_outputs_whose_shape_data_changed_are_planned_again(
+    operator, pack_up_to, monkeypatch
+):
+    """After jax.clear_caches(), JAX traces again, reading the data as they are."""
+    jax_backend = backend_module("jax")
+    import jax
+
+    monkeypatch.setattr(jax_backend, "PACK_UP_TO", pack_up_to)
+    data = {"weights": np.array([1.0, 2.0])}
+
+    def c(x):  # one residual per weight: c = x₀ w + x₁², J = [w, 2 x₁]
+        return x[0] * data["weights"] + x[1] ** 2
+
+    d = derivative("jax", operator, c)
+    x = np.array([0.5, 3.0])
+    d(x)
+    data["weights"] = np.array([1.0, 2.0, 4.0])
+    jax.clear_caches()
+    outputs = d(x)
+    weights = data["weights"]
+    np.testing.assert_allclose(outputs[-1], 0.5 * weights + 9.0, **TOLERANCE)
+    if operator == "jacobian_and_value":
+        jacobian = np.stack([weights, np.full(3, 6.0)], axis=1)
+        np.testing.assert_allclose(outputs[0], jacobian, **TOLERANCE)
+    else:
+        u = np.array([1.0, -1.0, 2.0])
+        expected = [u @ weights, 6 * u.sum()]  # u @ J
+        np.testing.assert_allclose(outputs[0](u), expected, **TOLERANCE)
+
+
 def test_threads_first_calling_at_once_get_their_own_outputs():
     backend_module("jax")
     d = derivative("jax", "hessian_grad_and_value", render(SMOOTH, "jax"))

@@ -286,9 +286,10 @@ class _FromPoint:
 
 # The compiled evaluation: small outputs packed, products recomputed where faster.
 
-Layout = tuple[tuple[int | slice, tuple[int, ...] | None], ...]
-"""Where each output lies in the packed array: its index there (a position for a
-0-d output, a slice for others) and, for more than one dimension, its shape."""
+Layout = tuple[int, tuple[tuple[int | slice, tuple[int, ...] | None], ...]]
+"""The packed array's length, and where each output lies in it: its index there (a
+position for a 0-d output, a slice for others) and, for more than one dimension, its
+shape."""
 
 Plan = Layout | str
 """How a compiled evaluation runs at one length and dtype of ``x``: packed in a
@@ -368,16 +369,16 @@ class _Compiled:
         sizes = [int(np.prod(shape.shape)) for shape in shapes]
         if sum(sizes) > PACK_UP_TO or len({shape.dtype for shape in shapes}) > 1:
             return _SEPARATE
-        layout: list[tuple[int | slice, tuple[int, ...] | None]] = []
+        places: list[tuple[int | slice, tuple[int, ...] | None]] = []
         start = 0
         for shape, size in zip(shapes, sizes, strict=True):
             if shape.ndim == 0:
-                layout.append((start, None))
+                places.append((start, None))
             else:
                 reshaped = shape.shape if shape.ndim > 1 else None
-                layout.append((slice(start, start + size), reshaped))
+                places.append((slice(start, start + size), reshaped))
             start += size
-        return tuple(layout)
+        return start, tuple(places)
 
     def __call__(self, x: np.ndarray) -> tuple[Any, ...]:
         # The per-call path: every step inline, one compiled call.
@@ -387,9 +388,15 @@ class _Compiled:
         except KeyError:
             plan = self.plans[key] = self._plan(x)
         if type(plan) is tuple:
+            length, places = plan
             packed = np.asarray(self.packed(x))  # JAX's, read-only
+            if packed.shape[0] != length:
+                # Traced again since the plan was made (jax.clear_caches()), from
+                # data that changed the outputs' shapes: planned again, from them.
+                self.plans[key] = self._plan(x)
+                return self(x)
             arrays = []
-            for index, shape in plan:  # a loop: 0.2-0.4 µs less than a comprehension
+            for index, shape in places:  # a loop: 0.2-0.4 µs less than a comprehension
                 part = packed[index]
                 if type(index) is slice:  # else a NumPy scalar, a copy already
                     part = (part if shape is None else part.reshape(shape)).copy()
