@@ -197,6 +197,27 @@ def test_what_a_framework_can_differentiate_is_not_refused(backend, mistake):
     np.testing.assert_allclose(grad, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("branch", ["if", "mask"])
+@pytest.mark.parametrize("operator", ["jacobian_and_value", "mhp_jacobian_and_value"])
+def test_jax_nojit_jacobians_take_python_control_flow_on_values(operator, branch):
+    """As its gradients do: the Jacobian's mode is chosen without an abstract trace."""
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    def c(x):  # c = (x₀ x₁, x₁²) where x₀ > 0: J = [[x₁, x₀], [0, 2 x₁]]
+        if branch == "if":
+            return jnp.stack([x[0] * x[1], x[1] ** 2]) if x[0] > 0 else -x
+        return jnp.stack([x[0] * x[1], jnp.sum(x[x > 1.5] ** 2)])
+
+    x = np.array([1.0, 2.0])
+    outputs = derivative("jax_nojit", operator, c)(x)
+    np.testing.assert_allclose(outputs[-2], [[2.0, 1.0], [0.0, 4.0]], rtol=1e-12)
+    np.testing.assert_allclose(outputs[-1], [2.0, 4.0], rtol=1e-12)
+    message = r"cannot differentiate .*\.c \(.* use the backend 'jax_nojit'"
+    with pytest.raises(TypeError, match=message):
+        derivative("jax", operator, c)(x)
+
+
 def numpy_reduction(x):
     return np.sum(x**2) / 2  # NumPy's sum calls the tensor's with axis=
 

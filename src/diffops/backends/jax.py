@@ -223,11 +223,28 @@ def _mtp_hessian_grad_and_value(
     return pullback, hessian, grad, value
 
 
+_VALUE_DEPENDENT: tuple[type[Exception], ...] = ()
+"""JAX's errors for a function that needs a traced value as a Python one (control
+flow on values, a boolean mask), which an abstract trace of it raises."""
+
+if AVAILABLE:
+    _VALUE_DEPENDENT = (
+        jax.errors.ConcretizationTypeError,
+        jax.errors.TracerIntegerConversionError,
+        jax.errors.NonConcreteBooleanIndexError,
+    )
+
+
 def _jacobian_and_value(
     func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
 ) -> tuple[Any, Any]:
     func = _typed(func, operator)
-    value_shape = output_shape(jax.eval_shape(func, x), operator)
+    try:
+        value_shape = output_shape(jax.eval_shape(func, x), operator)
+    except _VALUE_DEPENDENT:
+        # func uses a value of x in Python (an if): run op by op (jax_nojit), x is
+        # concrete and func runs on it; compiled, this raises the same, explained.
+        value_shape = output_shape(func(x), operator)
     check_vector_output(value_shape, operator)
     (m,), (n,) = value_shape, x.shape
     if m <= n:
