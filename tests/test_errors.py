@@ -184,6 +184,21 @@ def test_jaxs_own_error_is_still_caught_as_with_jax_used_directly():
     np.testing.assert_allclose(grad, [2.0, 4.0], rtol=1e-12)
 
 
+def test_a_boolean_mask_is_explained_as_jaxs_index_error_and_a_type_error():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    def masked(x):
+        return jnp.sum(x[x > 1.5] ** 2)
+
+    with pytest.raises(jax.errors.NonConcreteBooleanIndexError) as raised:
+        derivative("jax", "grad_and_value", masked)(np.array([1.0, 2.0]))
+    for caught in (raised.value, pickle.loads(pickle.dumps(raised.value))):
+        assert isinstance(caught, IndexError)
+        assert isinstance(caught, TypeError)  # as every explained error is
+        assert "boolean mask" in str(caught)
+
+
 @pytest.mark.parametrize(
     ("backend", "mistake"),
     [("jax_nojit", "control flow"), ("torch", "control flow"), ("autograd", "numpy")],

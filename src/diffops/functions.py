@@ -403,21 +403,25 @@ class BoundProduct:
         )
 
 
-_EXPLAINED_CLASSES: dict[type[TypeError], type[TypeError]] = {}
-"""Per class of framework ``TypeError``, the class its explanation is raised as."""
+_EXPLAINED_CLASSES: dict[type[Exception], type[TypeError]] = {}
+"""Per class of framework error, the class its explanation is raised as."""
 
 
 def _explained_as(error: Exception, msg: str) -> TypeError:
-    """``msg`` as a ``TypeError``, of ``error``'s own class where that is one.
+    """``msg`` as a ``TypeError``, of ``error``'s own class too where that is JAX's.
 
-    JAX's tracing errors are ``TypeError``s: the explanation of one is an instance of
-    its class too, so that code catching it, as it would with JAX used directly
-    (``except jax.errors.ConcretizationTypeError``), still does. It is of a subclass
-    made here, which pickles (as a process pool sends it) without the framework's
-    ``__init__``, whose arguments are its own.
+    JAX's tracing errors are ``TypeError``s but one, an ``IndexError`` (a boolean
+    mask): the explanation of one is an instance of its class too, so that code
+    catching it, as it would with JAX used directly (``except
+    jax.errors.ConcretizationTypeError``), still does. It is of a subclass made here,
+    which pickles (as a process pool sends it) without the framework's ``__init__``,
+    whose arguments are its own. Other frameworks' errors become plain
+    ``TypeError``s, as the explanation says what the error was.
     """
     cls = type(error)
-    if not issubclass(cls, TypeError) or cls is TypeError:
+    if cls is TypeError or not (
+        issubclass(cls, TypeError) or cls.__module__.split(".")[0] == "jax"
+    ):
         return TypeError(msg)
     with contextlib.suppress(Exception):  # a class that will not be subclassed so
         explained = _explained_instance(cls, msg)
@@ -426,13 +430,15 @@ def _explained_as(error: Exception, msg: str) -> TypeError:
     return TypeError(msg)
 
 
-def _explained_instance(cls: type[TypeError], msg: str) -> TypeError:
+def _explained_instance(cls: type[Exception], msg: str) -> TypeError:
     """An instance of the subclass of ``cls`` explanations are raised as."""
     explained_cls = _EXPLAINED_CLASSES.get(cls)
     if explained_cls is None:
         namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__,
                      "__reduce__": _reduce_explained}  # fmt: skip
-        explained_cls = _EXPLAINED_CLASSES[cls] = type(cls.__name__, (cls,), namespace)
+        bases = (cls,) if issubclass(cls, TypeError) else (cls, TypeError)
+        made: type[TypeError] = type(cls.__name__, bases, namespace)
+        explained_cls = _EXPLAINED_CLASSES[cls] = made
     explained = explained_cls.__new__(explained_cls)
     explained.args = (msg,)
     return explained
