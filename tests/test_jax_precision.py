@@ -61,6 +61,29 @@ def test_float64_input_warns_once_how_to_enable_x64(backend):
     assert messages[1] == f"<string> {CALL_LINE}"  # the caller's line, not diffops'
 
 
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
+def test_hessians_and_tall_jacobians_add_no_warning_of_jaxs(backend):
+    """Their bases are made in the dtype JAX computes in, not asked for as float64."""
+    program = f"""
+        import warnings, numpy as np, jax.numpy as jnp, diffops
+        hessian = diffops.autodiff_fallback(
+            None, lambda x: jnp.sum(x ** 3), "hessian_grad_and_value", "h", {backend!r})
+        jacobian = diffops.autodiff_fallback(  # m = 3 > n = 2: forward mode
+            None, lambda x: jnp.stack([x[0], x[1], x[0] * x[1]]),
+            "jacobian_and_value", "j", {backend!r})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                hessian(np.ones(2)), jacobian(np.ones(2))
+        print(len(caught), *(w.message for w in caught), sep="\\n")
+    """
+    result = run_without_x64(program)
+    assert result.returncode == 0, result.stderr
+    count, *messages = result.stdout.splitlines()
+    assert count == "1", messages
+    assert "computed in float32" in messages[0]
+
+
 def test_the_warning_names_the_callers_line_through_a_symbolic_link(tmp_path):
     """diffops imported from a linked folder: its frames keep the link's name."""
     import diffops

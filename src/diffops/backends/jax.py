@@ -122,12 +122,21 @@ Pullback = Any
 # The operators' computations, on JAX arrays.
 
 
+def _computed_in(x: Any) -> Any:
+    """The dtype JAX computes ``x`` in: float32 for float64 with 64-bit mode off.
+
+    Asked for by name, float64 would make JAX warn where it is off (run op by op,
+    ``x`` is the NumPy array), on top of diffops' one warning.
+    """
+    return jax.dtypes.canonicalize_dtype(x.dtype)
+
+
 def _value_in_dtype_of_x(func: Callable[..., Any], operator: str, x: Any) -> Any:
     value = func(x)
     output_shape(value, operator)  # an array or a number, or a TypeError saying so
     # A Python or NumPy number or array (a constant) becomes a JAX array too.
     if not isinstance(value, jax.Array) or value.dtype != x.dtype:
-        value = jnp.asarray(value, dtype=x.dtype)
+        value = jnp.asarray(value, dtype=_computed_in(x))
     return value
 
 
@@ -194,7 +203,7 @@ def _hessian_and_aux(
     # gradient in one vectorised pass, which op by op (jax_nojit) dispatches half
     # the operations that linearising first does, and compiled is as fast.
     grad, hessian, value = jax.vmap(pushforward, out_axes=(None, 0, None))(
-        jnp.eye(x.shape[0], dtype=x.dtype)
+        jnp.eye(x.shape[0], dtype=_computed_in(x))
     )
     return hessian, (grad, value)
 
@@ -252,7 +261,8 @@ def _jacobian_and_value(
         (jacobian,) = jax.vmap(pullback)(jnp.eye(m, dtype=value.dtype))
     else:
         value, pushforward = jax.linearize(func, x)
-        jacobian = jax.vmap(pushforward, out_axes=1)(jnp.eye(n, dtype=x.dtype))
+        basis = jnp.eye(n, dtype=_computed_in(x))
+        jacobian = jax.vmap(pushforward, out_axes=1)(basis)
     return jacobian, value
 
 
