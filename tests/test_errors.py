@@ -123,6 +123,22 @@ def test_symnum_checks_the_declared_length(backend):
         grad_and_value(np.ones(5))
 
 
+@symnum_only
+@pytest.mark.parametrize("returned", ["list", "constants"])
+@pytest.mark.parametrize("operator", ["grad_and_value", "jacobian_and_value"])
+def test_symnum_refuses_what_is_not_an_expression_of_x(backend, operator, returned):
+    import symnum
+    import symnum.numpy as snp
+
+    def c(x):
+        return [x[0] ** 2, x[1]] if returned == "list" else snp.array([1.0, 2.0])
+
+    kind = "list" if returned == "list" else "ndarray"
+    with pytest.raises(TypeError, match=rf"{operator} needs func to return an "
+                       rf"expression of x .*; it returned {kind}\."):  # fmt: skip
+        derivative(backend, operator, symnum.numpify(2)(c))
+
+
 # Framework errors in diffops' words.
 
 # The mistakes each backend cannot differentiate, and what the message advises.

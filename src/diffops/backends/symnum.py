@@ -38,7 +38,7 @@ FRAMEWORK = "symnum"
 try:
     import symnum
     import sympy
-    from symnum.array import named_array
+    from symnum.array import SymbolicArray, named_array
 except ImportError:
     AVAILABLE = False
 else:
@@ -212,6 +212,15 @@ def _derivative(
     check_callable(func, name)
     length = _declared_length(func, name)
     expression = _expression(func, length)
+    if not isinstance(expression, SymbolicArray | sympy.Expr):
+        # As a list, a NumPy array of constants or None: SymPy cannot generate code
+        # from it, and would say so from deep inside.
+        msg = (
+            f"{name} needs func to return an expression of x or a symnum array of "
+            f"them (snp.array); it returned {type(expression).__name__}. Write a "
+            "constant as an expression of x (0 * x[0] + c)."
+        )
+        raise TypeError(msg)
     shape = tuple(getattr(expression, "shape", ()))
     if OPERATORS[name].applies_to == "scalar":
         check_scalar_output(shape, name)
