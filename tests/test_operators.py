@@ -132,6 +132,19 @@ def test_products_accept_lists(backend):
     assert_close(vjp([1, 2]), np.array([1.0, 2.0]) @ case.jacobian(case.point))
 
 
+@pytest.mark.parametrize("constant", [2.5, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_symnum_constant_is_a_numpy_scalar_in_x_dtype(constant, dtype):
+    """Written as an expression of x, as SymNum cannot trace a plain number."""
+    symnum = pytest.importorskip("symnum")
+    f = symnum.numpify(3)(lambda x: 0 * x[0] + constant)
+    for operator in ("grad_and_value", "hessian_grad_and_value"):
+        *derivatives, value = derivative("symnum", operator, f)(np.ones(3, dtype))
+        assert type(value) is dtype
+        assert value == constant
+        assert all(d.dtype == dtype and not d.any() for d in derivatives)
+
+
 @pytest.mark.parametrize(
     ("backend", "constant"),
     [

@@ -138,7 +138,10 @@ def _compile(source: str, name: str) -> Callable[..., Any]:
 def _constant_outputs(
     generated: Callable[..., Any], length: int
 ) -> dict[np.dtype[Any], tuple[int, ...]]:
-    """For each dtype of ``x``, the indices of the outputs that come back in another."""
+    """For each dtype of ``x``, the indices of the outputs that come back in another.
+
+    Or as a Python number (a constant written as a float), not a NumPy one.
+    """
     constant = {}
     with np.errstate(all="ignore"):
         for dtype in map(np.dtype, (np.float64, np.float32)):
@@ -146,7 +149,11 @@ def _constant_outputs(
             indices = tuple(
                 index
                 for index, output in enumerate(outputs)
-                if not callable(output) and np.asarray(output).dtype != dtype
+                if not callable(output)
+                and (
+                    not isinstance(output, np.ndarray | np.generic)
+                    or output.dtype != dtype
+                )
             )
             if indices:
                 constant[dtype] = indices
