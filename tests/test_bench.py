@@ -78,7 +78,7 @@ def test_jax_products_are_measured_against_the_two_call_bound(operator, func, ex
         np.testing.assert_allclose(two_calls[0](argument), expected(x, 1.0), 1e-5)
 
 
-def _owned_reference(backend: str, operator: str) -> str:
+def _owned_reference(backend: str) -> str:
     """The hand-written form a product bound to the caller's ``x`` comes from."""
     return "autograd.grad" if backend == "torch" else "jit, product from (x, M)"
 
@@ -121,7 +121,7 @@ def test_owned_hand_written_forms_keep_diffops_guarantees(backend, operator):
     if product and operator != "mhp_jacobian_and_value":
         plain = bench.hand_written(backend, operator, func)
         point = x.copy()
-        moving = plain[_owned_reference(backend, operator)](point)[0]
+        moving = plain[_owned_reference(backend)](point)[0]
         point += 0.5
         assert not np.allclose(moving(argument), wanted[0], rtol=1e-6)
 
@@ -185,7 +185,10 @@ def test_sizes_beyond_a_backend_limit_are_left_out():
          r"--json and --plot name the same file"),
     ],
 )  # fmt: skip
-def test_the_bench_command_refuses_what_it_cannot_measure(arguments, message, capsys):
+def test_the_bench_command_refuses_what_it_cannot_measure(
+    arguments, message, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # where the files named would be written
     with pytest.raises(SystemExit) as exited:
         main(["bench", *arguments])
     assert exited.value.code == 2

@@ -261,14 +261,17 @@ def _torch_numpy(value: Any) -> Any:
 
 
 def _torch_owned(value: Any) -> Any:
-    """An output as a new array; a product made to return one."""
+    """An output as a new array; a product made to return one, from a copy of M or u.
+
+    As diffops' torch backend does: a backward pass may write into its cotangent.
+    """
     if callable(value):
         return functools.partial(_copied, value)
     return np.array(value.detach().numpy())
 
 
 def _copied(product: Callable[..., Any], argument: Any) -> np.ndarray:
-    return np.array(product(argument))
+    return np.array(product(argument.copy()))
 
 
 def _torch_tape(operator: str, func: Callable[..., Any], x: Any) -> tuple[Any, ...]:
@@ -377,11 +380,11 @@ def _torch_form(
     owned: bool = False,
 ) -> Callable[[Any], tuple[Any, ...]]:
     convert = _torch_owned if owned else _torch_numpy
-    # The tape keeps the leaf, x's own buffer, which a product would read as it is.
-    copied = owned and OPERATORS[operator].product is not None
 
     def call(x: Any) -> tuple[Any, ...]:
-        if copied:
+        # The leaf is x's own buffer, which the function may write into and which
+        # the tape keeps for a product: owned, a copy, as diffops' torch backend has.
+        if owned:
             x = x.copy()
         return tuple(map(convert, form(operator, func, x)))
 

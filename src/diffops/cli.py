@@ -116,14 +116,14 @@ def _unwritable(path: str) -> str | None:
 
     Found by opening it to append, and removing it where that made it.
     """
-    existed = os.path.lexists(path)
+    existed = os.path.exists(path)
     try:
         with open(path, "a"):
             pass
     except OSError as error:
         return error.strerror or str(error)
     if not existed:
-        os.remove(path)
+        os.remove(os.path.realpath(path))  # the file, where path is a link to it
     return None
 
 
@@ -145,9 +145,6 @@ def _check_outputs(arguments: argparse.Namespace) -> None:
             arguments.parser.error(f"{option}: needs a file's name; got {path!r}")
         if not os.path.isdir(Path(path).absolute().parent):
             arguments.parser.error(f"{option}: no folder {str(Path(path).parent)!r}")
-        error = _unwritable(path)
-        if error is not None:
-            arguments.parser.error(f"{option}: cannot write {path!r}: {error}")
     same = arguments.json and arguments.plot
     if same and Path(arguments.json).resolve() == Path(arguments.plot).resolve():
         arguments.parser.error("--json and --plot name the same file")
@@ -164,6 +161,10 @@ def _check_outputs(arguments: argparse.Namespace) -> None:
                 f"--plot: the file's suffix names its format, one of "
                 f"{', '.join(formats)}; got {arguments.plot!r}"
             )
+    for option, path in files.items():  # last: it writes, if only for a moment
+        error = None if path is None else _unwritable(path)
+        if error is not None:
+            arguments.parser.error(f"{option}: cannot write {path!r}: {error}")
 
 
 def _bench(arguments: argparse.Namespace) -> int:
@@ -409,7 +410,7 @@ def _parser() -> argparse.ArgumentParser:
         "--backend",
         action="append",
         metavar="NAME",
-        help="backend to include (repeatable; default: all available)",
+        help="backend to include (repeatable; default: every built-in one installed)",
     )
     demo.set_defaults(run=_demo, parser=demo)
     bench = commands.add_parser(

@@ -118,7 +118,9 @@ def _finite_difference_reference(
 
 
 def demo_backends(backends: Sequence[str] | None = None) -> tuple[str, ...]:
-    """``backends`` once each (default: every built-in one installed here).
+    """``backends`` once each, by name in lower case, as look-ups ignore case.
+
+    By default, every built-in backend installed here.
 
     Raises:
         ValueError: If a backend asked for is not a built-in one installed here (the
@@ -127,14 +129,14 @@ def demo_backends(backends: Sequence[str] | None = None) -> tuple[str, ...]:
     installed = tuple(b for b in available_backends() if b in _BUILTIN_BACKENDS)
     if backends is None:
         return installed
-    refused = [b for b in backends if b not in installed]
+    refused = [b for b in backends if b.lower() not in installed]
     if refused:
         msg = (
             f"the demo runs the built-in backends installed here, "
             f"{', '.join(installed)}; got {', '.join(map(repr, refused))}."
         )
         raise ValueError(msg)
-    return tuple(dict.fromkeys(backends))
+    return tuple(dict.fromkeys(b.lower() for b in backends))
 
 
 def run_demo(
@@ -142,7 +144,9 @@ def run_demo(
     *,
     print_to: TextIO | None = None,
 ) -> list[DemoRow]:
-    """Run the demo on ``backends`` (default: every available one) and print a table.
+    """Run the demo on ``backends`` (default: every built-in one installed here).
+
+    Prints one table, and returns its rows.
 
     Raises:
         ValueError: As :func:`demo_backends`.

@@ -408,15 +408,16 @@ _EXPLAINED_CLASSES: dict[type[Exception], type[TypeError]] = {}
 
 
 def _explained_as(error: Exception, msg: str) -> TypeError:
-    """``msg`` as a ``TypeError``, of ``error``'s own class too where that is JAX's.
+    """``msg`` as a ``TypeError``, of ``error``'s own class too where it can be.
 
-    JAX's tracing errors are ``TypeError``s but one, an ``IndexError`` (a boolean
-    mask): the explanation of one is an instance of its class too, so that code
-    catching it, as it would with JAX used directly (``except
+    That is, where ``error`` is of a subclass of ``TypeError`` (as JAX's tracing
+    errors are), or is one of JAX's errors (the one for a boolean mask is an
+    ``IndexError``): the explanation is then an instance of its class too, so that
+    code catching it, as it would with the framework used directly (``except
     jax.errors.ConcretizationTypeError``), still does. It is of a subclass made here,
     which pickles (as a process pool sends it) without the framework's ``__init__``,
-    whose arguments are its own. Other frameworks' errors become plain
-    ``TypeError``s, as the explanation says what the error was.
+    whose arguments are its own. Other errors (torch's ``RuntimeError``, Autograd's
+    ``ValueError``) become plain ``TypeError``s, whose message says what was wrong.
     """
     cls = type(error)
     if cls is TypeError or not (

@@ -220,8 +220,9 @@ def _derivative(
     length = _declared_length(func, name)
     expression = _expression(func, length)
     if not isinstance(expression, SymbolicArray | sympy.Expr):
-        # As a list, a NumPy array of constants or None: SymPy cannot generate code
-        # from it, and would say so from deep inside.
+        # As a list or a NumPy array of constants: SymPy cannot generate code from
+        # it, and would say so from deep inside. (SymNum refuses None, a number, a
+        # dict or a string itself, where the function is decorated.)
         msg = (
             f"{name} needs func to return an expression of x or a symnum array of "
             f"them (snp.array); it returned {type(expression).__name__}. Write a "

@@ -177,7 +177,7 @@ class Pullback:
         # PyTorch takes no big-endian or negatively strided array, and warns of a
         # read-only one; and the caller's array is the caller's, which a backward
         # pass of the user's (an autograd.Function) may write into: copied.
-        cotangent = as_plain_array(cotangent, copy=True)
+        cotangent = as_plain_array(cotangent, copy=output.is_cpu)
         if (
             type(cotangent) is np.ndarray
             and output.is_cpu
@@ -475,7 +475,7 @@ def _evaluate_batch(
     # From a copy, as func may write into its argument where autograd does not see
     # it (_Evaluate). torch.func.vmap returns tensors only, so a batch of products
     # keeps its points and computes the product from them when applied.
-    outputs = batched(_tensor(X.copy(), device))
+    outputs = batched(_tensor(X.copy() if _on_cpu(device) else X, device))
     return (X.copy(), *outputs) if product else tuple(outputs)
 
 
@@ -490,7 +490,9 @@ def _apply_batch(
     batched = torch.func.vmap(product, in_dims=in_dims)
     # From copies, as in _evaluate_batch and Pullback: the batch keeps its points,
     # and the argument is the caller's.
-    return batched(_tensor(points.copy(), device), _tensor(argument.copy(), device))
+    if _on_cpu(device):
+        points, argument = points.copy(), argument.copy()
+    return batched(_tensor(points, device), _tensor(argument, device))
 
 
 def _batching(derivative: DerivativeFunction) -> Batching:
@@ -590,6 +592,14 @@ def mhp_jacobian_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
 # The function wrapper.
 
 
+def _on_cpu(device: Any) -> bool:
+    """Whether a tensor made on ``device`` from a NumPy array shares its memory.
+
+    On another device, moving it there copies it.
+    """
+    return device is None or torch.device(device).type == "cpu"
+
+
 def _tensor(array: np.ndarray, device: Any) -> Any:
     tensor = torch.from_numpy(array)
     return tensor if device is None else tensor.to(device)
@@ -617,7 +627,7 @@ class _Evaluate:
         self.device = device
         self.transform = _UNWRAPPED.get(function.transform)
         self.func = function.func
-        self.copied = device is None or torch.device(device).type == "cpu"
+        self.copied = _on_cpu(device)
 
     def __call__(self, x: np.ndarray) -> Any:
         if self.copied:
@@ -638,7 +648,7 @@ class _Evaluate:
 
 def _to_framework(device: Any, value: Any) -> Any:
     if isinstance(value, np.ndarray):  # a copy, which the function may write into
-        value = torch.from_numpy(as_plain_array(value, copy=True))
+        value = torch.from_numpy(as_plain_array(value, copy=_on_cpu(device)))
     if device is not None and isinstance(value, torch.Tensor):
         value = value.to(device)
     return value
