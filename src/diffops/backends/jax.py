@@ -135,8 +135,9 @@ def _value_in_dtype_of_x(func: Callable[..., Any], operator: str, x: Any) -> Any
     value = func(x)
     output_shape(value, operator)  # an array or a number, or a TypeError saying so
     # A Python or NumPy number or array (a constant) becomes a JAX array too.
-    if not isinstance(value, jax.Array) or value.dtype != x.dtype:
-        value = jnp.asarray(value, dtype=_computed_in(x))
+    dtype = _computed_in(x)
+    if not isinstance(value, jax.Array) or value.dtype != dtype:
+        value = jnp.asarray(value, dtype=dtype)
     return value
 
 
