@@ -173,3 +173,43 @@ def test_eight_threads_share_one_derivative_function(backend, operator):
     assert len(results) == 8 * 2 * len(points)
     for got, want in results.values():
         assert_same([got], [want])
+
+
+def test_threads_mix_every_operator_with_vectorised_ones(backend):
+    """Per-point operators in some threads, :func:`diffops.vectorize` in another.
+
+    ``torch`` runs its tape without a lock, and :mod:`torch.func`'s forward mode
+    (``vectorize``'s Hessians) with one: threads doing both at once still each get
+    their own answers, and one product applied from every thread at once too.
+    """
+    from diffops import vectorize
+
+    tasks = [task(backend, operator) for operator in DIFF_OPS]
+    expected = [evaluate(*work) for work in tasks]
+    vectorized = vectorize(case_derivative(backend, "mtp_hessian_grad_and_value"))
+    X = np.stack([point_for("mtp_hessian_grad_and_value") + 0.1 * k for k in range(4)])
+    M = np.eye(X.shape[1])
+    batched = vectorized(X)
+    vectorized_expected = [batched[0](M), *batched[1:]]
+    product, *_ = tasks[0][0](tasks[0][1])  # vjp, applied by every thread at once
+    product_expected = apply_product(product, tasks[0][2])
+    failures: list[str] = []
+    repeats = 2 if backend == "jax_nojit" else 5  # op by op: 20 ms and more a call
+
+    def work(thread: int) -> None:
+        for repeat in range(repeats):
+            if thread == 0:
+                mtp, *arrays = vectorized(X)
+                got, want = [mtp(M), *arrays], vectorized_expected
+            else:
+                index = (thread + repeat) % len(tasks)
+                got, want = evaluate(*tasks[index]), expected[index]
+                got.append(apply_product(product, tasks[0][2]))
+                want = [*want, product_expected]
+            for a, b in zip(got, want, strict=True):
+                if not np.allclose(a, b, **TOLERANCE):
+                    failures.append(f"thread {thread}, repeat {repeat}")
+
+    errors = in_threads(work, 4)
+    assert not errors, errors
+    assert not failures, failures

@@ -609,6 +609,16 @@ def test_torch_compile_for_first_order_operators():
     again = pickle.loads(pickle.dumps(d))  # compiled again where unpickled
     assert again._rebuild[1][2] is True
     np.testing.assert_allclose(again(x + 1)[0], (x + 1) ** 2 / 2 + np.cos(x + 1))
+    # torch.compile's code is not safe to run from threads at once, as the tape is:
+    # compiled derivative functions hold a lock, and from threads agree.
+    assert d.runtime.lock is not None
+    assert torch_backend.RUNTIME.lock is None
+    points = [x + 0.25 * k for k in range(4)]
+    results: dict[int, np.ndarray] = {}
+    errors = in_threads(lambda k: results.setdefault(k, d(points[k])[0]), 4)
+    assert not errors, errors
+    for k, point in enumerate(points):
+        np.testing.assert_allclose(results[k], point**2 / 2 + np.cos(point))
     with pytest.raises(
         ValueError, match=r"compile=True is for vjp_and_value and.*twice"
     ):
