@@ -16,7 +16,7 @@ in one batched pass (``is_grads_batched=True``). A product keeps the graph of th
 output it differentiates and runs one more reverse pass when applied. A single
 reverse pass goes straight to PyTorch's autograd engine, as
 :func:`torch.autograd.grad` does once it has checked its arguments, which saves
-those checks' 13 µs (``_pulled_back``). The tape is 2-11 times faster per call than
+those checks' 13 µs (``_pulled_back``). The tape is 1.9-9 times faster per call than
 :mod:`torch.func`'s transforms, which :func:`diffops.vectorize` uses instead, to
 evaluate many points in one call.
 
