@@ -394,9 +394,17 @@ def test_torch_records_where_the_caller_turned_recording_off(mode):
 
 
 @pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled")
-def test_torch_differentiates_under_anomaly_detection():
-    """Whose checks the batched pullback cannot run: the rows go one by one."""
+@pytest.mark.parametrize("seen", [True, False], ids=["seen", "turned-on-after"])
+def test_torch_differentiates_under_anomaly_detection(monkeypatch, seen):
+    """Whose checks the batched pullback cannot run: the rows go one by one.
+
+    Anomaly mode is process-wide, so another thread may turn it on after diffops
+    looked (``turned-on-after``, as if it had been off when looked at): the batched
+    pass then finds no batching rule, and the rows go one by one too.
+    """
     torch, _ = _torch_functions()
+    if not seen:
+        monkeypatch.setattr(torch, "is_anomaly_enabled", lambda: False)
     x = np.array([0.5, -1.0, 2.0])
 
     def f(x):  # f = Σ x³/6: g = x²/2, H = diag(x), mtp(M) = diag(M)
@@ -609,6 +617,20 @@ def test_torch_compile_for_first_order_operators():
     again = pickle.loads(pickle.dumps(d))  # compiled again where unpickled
     assert again._rebuild[1][2] is True
     np.testing.assert_allclose(again(x + 1)[0], (x + 1) ** 2 / 2 + np.cos(x + 1))
+
+    # A second and third length: compiled anew for each, where PyTorch's code for
+    # dynamic shapes could not be pulled back through again (logsumexp's backward).
+    def with_logsumexp(x):  # g = x²/2 + cos x + softmax(x)
+        return cubic_and_sine(x) + torch_backend.torch.logsumexp(x, 0)
+
+    lse = torch_backend.return_numpy_arrays(
+        torch_backend.grad_and_value(with_logsumexp), compile=True
+    )
+    for point in (x, np.linspace(-1.0, 1.0, 7), np.linspace(-2.0, 1.0, 13)):
+        softmax = np.exp(point) / np.sum(np.exp(point))
+        expected = point**2 / 2 + np.cos(point) + softmax
+        np.testing.assert_allclose(lse(point)[0], expected, **TOLERANCE)
+
     # torch.compile's code is not safe to run from threads at once, as the tape is:
     # compiled derivative functions hold a lock, and from threads agree.
     assert d.runtime.lock is not None

@@ -155,12 +155,18 @@ def _rows_pulled_back(output: Any, x: Any, *, graph: bool = False) -> Any:
 
     Under :func:`torch.autograd.detect_anomaly`, whose checks of each node's outputs
     the batched pass cannot run (PyTorch has no batching rule for them), the rows are
-    pulled back one by one, at the cost of a pass each.
+    pulled back one by one, at the cost of a pass each. Anomaly mode is process-wide,
+    so another thread may turn it on during the batched pass: where that pass finds
+    no batching rule, the rows are pulled back one by one too.
     """
     basis = torch.eye(output.shape[0], dtype=output.dtype, device=output.device)
-    if torch.is_anomaly_enabled() and len(basis):
-        return torch.stack([_pulled_back(output, x, row, graph=graph) for row in basis])
-    return _pulled_back(output, x, basis, graph=graph, rows=True)
+    if not (len(basis) and torch.is_anomaly_enabled()):
+        try:
+            return _pulled_back(output, x, basis, graph=graph, rows=True)
+        except RuntimeError as error:  # the graph is kept: it is pulled back again
+            if not len(basis) or "Batching rule not implemented" not in str(error):
+                raise
+    return torch.stack([_pulled_back(output, x, row, graph=graph) for row in basis])
 
 
 class Pullback:
@@ -691,7 +697,8 @@ def return_numpy_arrays(
             (and so its backward pass), for the operators in :data:`COMPILABLE`.
             On the CPU this makes a gradient 1.0-2.4 times faster at ``n = 3``
             to ``300`` (bench runs on a 2-core x86 machine) for a compilation of
-            0.04-12 s on the first call, in every process: worth it for long runs
+            0.04-12 s on the first call at each length of ``x`` (compiled for that
+            length, ``dynamic=False``), in every process: worth it for long runs
             only (see the docs' "Choosing a backend").
 
     Returns:
@@ -751,5 +758,8 @@ def _compiled(function: FrameworkDerivative) -> FrameworkDerivative:
             f"{reason}: leave compile out for it."
         )
         raise ValueError(msg)
-    compiled = torch.compile(function.func)
+    # Compiled anew for each length of x: PyTorch's code for dynamic shapes, which it
+    # makes at a second length, may donate its backward pass's buffers, which the
+    # graph a product keeps (retain_graph=True) cannot then be pulled back through.
+    compiled = torch.compile(function.func, dynamic=False)
     return FrameworkDerivative(function.operator, function.transform, compiled)
