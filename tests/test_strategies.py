@@ -426,6 +426,37 @@ def test_torch_differentiates_under_anomaly_detection(monkeypatch, seen):
     np.testing.assert_allclose(products[1], expected, **TOLERANCE)
 
 
+def test_torch_pulls_rows_back_one_by_one_where_a_backward_cannot_be_batched():
+    """A backward of the user's that reads a number from its cotangent (``.item()``).
+
+    PyTorch cannot batch it (no batching rule for ``aten::item``), so the rows of the
+    Jacobian are pulled back one by one, and come out right.
+    """
+    torch, _ = _torch_functions()
+
+    class Cube(torch.autograd.Function):  # y = x³, whose backward checks its input
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x**3
+
+        @staticmethod
+        def backward(ctx, cotangent):
+            (x,) = ctx.saved_tensors
+            if cotangent.abs().sum().item() == 0:  # a number: no batching rule
+                return torch.zeros_like(x)
+            return cotangent * 3 * x**2
+
+    x = np.array([0.5, -1.0, 2.0])
+    M = np.arange(9.0).reshape(3, 3)
+    for operator in ("jacobian_and_value", "mhp_jacobian_and_value"):
+        *mhp, J, value = derivative("torch", operator, Cube.apply)(x)
+        np.testing.assert_allclose(J, np.diag(3 * x**2), **TOLERANCE)
+        np.testing.assert_allclose(value, x**3, **TOLERANCE)
+    # mhp(M) = ∂/∂x Σ M ∘ J = 6 x ∘ diag(M)
+    np.testing.assert_allclose(mhp[0](M), 6 * x * np.diag(M), **TOLERANCE)
+
+
 @pytest.mark.parametrize("operator", OPERATORS)
 def test_torch_calls_each_transform_itself_where_the_graph_is_recorded(operator):
     # The per-call path skips _recording's wrapper only for this module's transforms.

@@ -12,8 +12,9 @@ At one point, each operator is what an expert writes by hand with PyTorch's tape
 one forward pass of ``func`` recording the graph, then reverse passes of
 :func:`torch.autograd.grad`. A higher order differentiates the recorded gradient
 again (``create_graph=True``), and the rows of a Hessian or Jacobian are pulled back
-in one batched pass (``is_grads_batched=True``). A product keeps the graph of the
-output it differentiates and runs one more reverse pass when applied. A single
+in one batched pass (``is_grads_batched=True``; one by one where PyTorch has no
+batching rule for the pass, as under anomaly detection). A product keeps the graph
+of the output it differentiates and runs one more reverse pass when applied. A single
 reverse pass goes straight to PyTorch's autograd engine, as
 :func:`torch.autograd.grad` does once it has checked its arguments, which saves
 those checks' 13 µs (``_pulled_back``). The tape is 1.9-9 times faster per call than
@@ -698,7 +699,9 @@ def return_numpy_arrays(
             On the CPU this makes a gradient 1.0-2.4 times faster at ``n = 3``
             to ``300`` (bench runs on a 2-core x86 machine) for a compilation of
             0.04-12 s on the first call at each length of ``x`` (compiled for that
-            length, ``dynamic=False``), in every process: worth it for long runs
+            length, ``dynamic=False``; past PyTorch's limit of recompilations,
+            ``torch._dynamo.config.recompile_limit``, 8 for each function's code,
+            a new length runs uncompiled), in every process: worth it for long runs
             only (see the docs' "Choosing a backend").
 
     Returns:
