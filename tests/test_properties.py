@@ -15,6 +15,7 @@ trigonometric functions make very slow) is checked on the other backends only.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 import pytest
@@ -94,3 +95,16 @@ def test_backends_agree_with_each_other_and_with_finite_differences(operator, da
         rtol=1e-5, atol=1e-5,
     )  # fmt: skip
     report.raise_if_failed()
+
+
+def test_the_time_limit_stops_code_that_catches_what_it_raises():
+    """SymPy catches ``Exception`` in places: the limit on SymNum must still hold."""
+
+    def carries_on_from_any_exception(for_seconds: float) -> None:
+        end = time.monotonic() + for_seconds
+        while time.monotonic() < end:
+            with contextlib.suppress(Exception):
+                sum(range(1000))
+
+    with pytest.raises(TimeoutError, match=r"longer than 0\.2 s"), time_limit(0.2):
+        carries_on_from_any_exception(5.0)

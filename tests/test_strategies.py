@@ -662,7 +662,7 @@ def test_torch_compile_for_first_order_operators():
         expected = point**2 / 2 + np.cos(point) + softmax
         np.testing.assert_allclose(lse(point)[0], expected, **TOLERANCE)
 
-    # torch.compile's code is not safe to run from threads at once, as the tape is:
+    # Unlike the tape, torch.compile's code is not safe to run from threads at once:
     # compiled derivative functions hold a lock, and from threads agree.
     assert d.runtime.lock is not None
     assert torch_backend.RUNTIME.lock is None
