@@ -22,7 +22,9 @@ those checks' 13 µs (``_pulled_back``). The tape is 1.9-9 times faster per call
 evaluate many points in one call.
 
 Threads run the tape freely: its forward and reverse passes, batched ones included,
-keep their state per thread (the grad mode, :mod:`torch.func`'s layers) or per graph.
+keep their state per thread (the grad mode, :mod:`torch.func`'s layers) or per graph;
+anomaly mode, which is process-wide, may come on in the middle of a pass, and
+``_rows_pulled_back`` allows for it.
 PyTorch's forward-mode level is process-wide, and :func:`torch.func.jacfwd` enters
 it, so :func:`diffops.vectorize`'s evaluations and products hold one lock
 (``_FUNC_LOCK``), as do derivative functions made with ``compile=True``:
