@@ -15,7 +15,7 @@ import pickle
 import numpy as np
 import pytest
 from functions import render
-from helpers import CASE_FOR, argument_for, derivative, expected_outputs
+from helpers import CASE_FOR, argument_for, derivative, expected_outputs, in_threads
 
 import diffops
 from diffops.operators import OPERATORS
@@ -142,3 +142,48 @@ def test_jax_on_its_default_gpu_gives_the_hand_derived_outputs_as_numpy(operator
             pickle.loads(pickle.dumps(function)), operator
         )
         check_vectorized(function, operator)
+
+
+def check_threads(functions: dict[str, diffops.DerivativeFunction]) -> None:
+    """Four threads call every operator at once, each at points of its own.
+
+    The ``torch`` tape runs without a lock, so threads overlap on the device too;
+    each thread's outputs must still be the hand-derived ones at its own point.
+    """
+    failures: list[str] = []
+
+    def work(thread: int) -> None:
+        for repeat in range(3):
+            for operator, function in functions.items():
+                case = CASE_FOR[OPERATORS[operator].applies_to]
+                x = case.point + 0.05 * (thread + 1) + 0.01 * repeat
+                M = argument_for(operator, case.point)
+                outputs = list(function(x))
+                if M is not None:
+                    outputs[0] = outputs[0](M)
+                for actual, wanted in zip(
+                    outputs, expected(operator, x, M), strict=True
+                ):
+                    if not np.allclose(actual, wanted, **TOLERANCE):
+                        failures.append(f"{operator}, thread {thread}")
+
+    errors = in_threads(work, 4)
+    assert not errors, errors
+    assert not failures, failures
+
+
+@torch_cuda
+def test_threads_on_cuda_each_get_their_own_outputs():
+    check_threads({operator: torch_on_cuda(operator) for operator in OPERATORS})
+
+
+@jax_gpu
+def test_threads_on_jax_gpu_each_get_their_own_outputs():
+    check_threads(
+        {
+            operator: derivative(
+                "jax", operator, render(CASE_FOR[OPERATORS[operator].applies_to], "jax")
+            )
+            for operator in OPERATORS
+        }
+    )
