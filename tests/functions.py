@@ -290,6 +290,18 @@ CUBES = VectorCase(
     np.array([0.9, -0.5, 1.3]),
 )
 
+# c(x) = exp(x) entry by entry;  J = diag(exp(x)). exp's derivative is its own output,
+# so a graph of it keeps the value, and a Jacobian's graph keeps it too: an output
+# that shared memory with it would change the product when written into.
+EXPONENTIALS = VectorCase(
+    "exponentials",
+    3,
+    lambda xp, n: lambda x: xp.exp(x),
+    np.exp,
+    lambda x: np.diag(np.exp(x)),
+    np.array([0.3, -0.7, 1.1]),
+)
+
 # c(x) = x[:0], a function with no outputs: J has shape (0, n). Not among the cases
 # that every backend differentiates: symnum.numpify cannot make it.
 EMPTY = VectorCase(
@@ -302,7 +314,9 @@ EMPTY = VectorCase(
 )
 SCALAR_CASES = (QUADRATIC, CUBIC, QUARTIC, SMOOTH)
 VECTOR_CASES = (LINEAR, TORUS, SEVERAL_OUTPUTS, IDENTITY, TAIL, CUBES)
-CASES = {case.name: case for case in (*SCALAR_CASES, *VECTOR_CASES, EMPTY)}
+CASES = {
+    case.name: case for case in (*SCALAR_CASES, *VECTOR_CASES, EMPTY, EXPONENTIALS)
+}
 
 
 def complex_step_derivative(

@@ -45,6 +45,7 @@ import numpy as np
 
 from diffops.functions import (
     Batching,
+    BoundProduct,
     DerivativeFunction,
     FrameworkDerivative,
     NumpyReturningFunction,
@@ -52,6 +53,7 @@ from diffops.functions import (
 )
 from diffops.operators import OPERATORS, operator_sections
 from diffops.validation import (
+    NATIVE_FLOATS,
     as_plain_array,
     check_callable,
     check_real_output,
@@ -629,6 +631,10 @@ def _tensor(array: np.ndarray, device: Any) -> Any:
 class _Evaluate:
     """``x ↦ function(x as a tensor on device)``: what a derivative function calls.
 
+    On the CPU, where the graph is recorded, :class:`_TapeDerivativeFunction` does
+    the same in its own call; this is the general path, for other devices,
+    ``compile=True``, :class:`torch.no_grad` and :func:`diffops.vectorize`.
+
     Where the graph is recorded, as is usual, one of this module's operators calls
     its transform itself (``transform``), without the check :func:`_recording`
     makes again or the call through ``function``: 0.6 µs of a call.
@@ -665,6 +671,63 @@ class _Evaluate:
                 return self.function(_tensor(x, self.device))
         # The leaf the graph starts from: x's buffer, a copy nothing else holds.
         return self.function(_tensor(x, self.device).requires_grad_(True))
+
+
+class _TapeDerivativeFunction(DerivativeFunction):
+    """A derivative function on the tape, on the CPU: its usual call in one frame.
+
+    Where ``x`` is a plain float vector and the graph is recorded, as is usual, the
+    call does inline what :class:`~diffops.DerivativeFunction`'s call, ``_Evaluate``
+    and the conversion of each output do in calls of their own, and calls the
+    operator's transform itself. Beyond the work written by hand, those calls were
+    most of what a call cost: this saves 0.8-1.3 µs of a ``vjp_and_value`` call of
+    25-28 µs at ``n = 3`` and ``300`` (a 2-core x86 machine, the two paths timed in
+    turns). Anything else (another ``x``, :class:`torch.no_grad`) takes the general
+    path, through ``_Evaluate``.
+    """
+
+    __slots__ = ("_transform",)
+
+    def __init__(
+        self, operator: str, evaluate: _Evaluate, *args: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(operator, evaluate, *args, **kwargs)
+        assert evaluate.transform is not None  # one of this module's operators
+        self._transform: Callable[..., tuple[Any, ...]] = evaluate.transform
+
+    def __call__(self, x: Any) -> tuple[Any, ...]:
+        """Evaluate at ``x``: the outputs, highest derivative first, value last."""
+        if not (
+            # validation.is_plain, inline, as in the general path, but for the
+            # layout: x is copied, in C order, before torch sees it.
+            type(x) is np.ndarray
+            and x.dtype in NATIVE_FLOATS
+            and x.ndim == 1
+            and x.size
+            and torch.is_grad_enabled()
+            and not torch.is_inference_mode_enabled()
+        ):
+            return super().__call__(x)
+        product = self._product
+        if product:
+            x = x.copy()  # the point the product is bound to
+        # The leaf: a copy nothing else holds, which func may write into (_Evaluate).
+        leaf = torch.from_numpy(x.copy()).requires_grad_(True)
+        try:
+            outputs = self._transform(self.func, leaf)
+        except Exception as error:
+            explained = self._explained(error)
+            if explained is None:
+                raise
+            raise explained from error
+        arrays = []
+        for output in outputs[product:]:  # a loop: no frame of its own
+            # _owned, inline: the transforms' outputs are detached, on the CPU.
+            array = np.array(output.numpy())
+            arrays.append(array[()] if array.ndim == 0 else array)
+        if product:
+            return (BoundProduct(self, x, outputs[0], arrays[0]), *arrays)
+        return tuple(arrays)
 
 
 def _to_framework(device: Any, value: Any) -> Any:
@@ -721,9 +784,12 @@ def return_numpy_arrays(
         evaluated, runtime = function, RUNTIME
         if compile:
             evaluated, runtime = _compiled(function), _COMPILED_RUNTIME
-        return DerivativeFunction(
+        evaluate = _Evaluate(evaluated, device)
+        one_frame = evaluate.copied and evaluate.transform is not None and not compile
+        made = _TapeDerivativeFunction if one_frame else DerivativeFunction
+        return made(
             function.operator,
-            _Evaluate(evaluated, device),
+            evaluate,
             runtime,
             rebuild,
             func=function.func,
