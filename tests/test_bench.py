@@ -243,3 +243,21 @@ def test_torch_compile_is_compiled_anew_at_each_size(monkeypatch):
     assert len(resets) == 2
     assert [m.n for m in measurements] == [3, 4]
     assert all(m.max_deviation < 1e-12 for m in measurements)
+
+
+def test_variants_take_turns_first_each_after_untimed_calls_of_its_own(monkeypatch):
+    # Timed in a fixed order, the variant listed first always ran just after the
+    # one listed last, and paid for what it left behind.
+    monkeypatch.setattr(bench, "_batch_size", lambda call, seconds: 20)
+    log: list[str] = []
+    calls = {name: (lambda name=name: log.append(name)) for name in "abc"}
+    median, _ = bench._interleaved(calls, 3, 0.01)
+    runs: list[tuple[str, int]] = []
+    for name in log:
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1] + 1)
+        else:
+            runs.append((name, 1))
+    # Each run: 2 untimed calls (a tenth of the batch), then the timed batch of 20.
+    assert runs == [(name, 22) for name in "abcbcacab"]
+    assert set(median) == set("abc")
