@@ -330,6 +330,22 @@ def test_torch_refuses_a_number_which_a_cut_graph_gives_too(ending):
 
 
 @pytest.mark.parametrize("operator", DIFF_OPS)
+def test_a_function_returning_booleans_is_refused(backend, operator):
+    # A comparison returned by mistake would otherwise give zero derivatives and a
+    # value of 0 or 1, without a word.
+    xp = array_namespace(backend)
+    if operator in SCALAR_OPERATORS:
+        func = lambda x: xp.sum(xp.sin(x)) > 0  # noqa: E731
+    else:
+        func = lambda x: xp.sin(x) > 0  # noqa: E731
+    if backend == "symnum":
+        func = xp.prepare(func, 2)
+    with pytest.raises(TypeError, match=rf"{operator} needs func to return real "
+                       r"numbers; it returned booleans"):  # fmt: skip
+        derivative(backend, operator, func)(np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("operator", DIFF_OPS)
 def test_a_function_returning_complex_numbers_is_refused(backend, operator):
     # Differentiated as real, the imaginary part would be dropped, with at most the
     # framework's warning.

@@ -83,8 +83,6 @@ diffops' guarantees written in (``hand_written(..., owned=True)``, the ``ours/ow
 column): what those guarantees cost, whoever writes the code, shows apart from what
 diffops' own layer does."""
 
-VARIANTS = ("diffops", "framework", "peer")
-
 
 def sample_scalar_function(xp: ArrayNamespace, n: int) -> Callable[..., Any]:
     """``f(x) = x₀²/8 + Σ_{i≥1} (x_i - x_{i-1}²/2)²/2``: a chain of bananas."""

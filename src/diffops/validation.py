@@ -304,10 +304,11 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
 
 
 def check_real_output(dtype: Any, operator: str) -> None:
-    """``TypeError`` if ``dtype`` (NumPy's, JAX's or PyTorch's) is a complex one.
+    """``TypeError`` if ``dtype`` (NumPy's, JAX's or PyTorch's) is complex or bool.
 
     Differentiated as real, complex values would lose their imaginary part, which
-    the frameworks only warn of.
+    the frameworks only warn of; booleans (a comparison) would have zero
+    derivatives, without a word.
 
     Args:
         dtype: The dtype of what ``func`` returned.
@@ -317,6 +318,13 @@ def check_real_output(dtype: Any, operator: str) -> None:
         msg = (
             f"{operator} needs func to return real numbers; it returned complex "
             f"ones ({dtype}): return the real part, or the modulus, that you mean."
+        )
+        raise TypeError(msg)
+    if getattr(dtype, "kind", None) == "b" or str(dtype) == "torch.bool":
+        msg = (
+            f"{operator} needs func to return real numbers; it returned booleans "
+            f"({dtype}), as a comparison makes, whose derivatives are zero: return "
+            "the quantity compared."
         )
         raise TypeError(msg)
 

@@ -29,6 +29,7 @@ from diffops.functions import DerivativeFunction, Runtime, as_output
 from diffops.operators import OPERATORS, operator_sections
 from diffops.validation import (
     check_callable,
+    check_real_output,
     check_scalar_output,
     check_vector_output,
 )
@@ -212,6 +213,17 @@ def _from_source(
     )
 
 
+_BOOLEANS: tuple[type, ...] = ()
+"""SymPy's truth values: comparisons, ``true`` and ``false``, and their logic."""
+
+if AVAILABLE:
+    _BOOLEANS = (
+        sympy.core.relational.Relational,
+        sympy.logic.boolalg.BooleanAtom,
+        sympy.logic.boolalg.BooleanFunction,
+    )
+
+
 def _derivative(
     operator: Callable[..., DerivativeFunction], func: Callable[..., Any]
 ) -> DerivativeFunction:
@@ -219,6 +231,11 @@ def _derivative(
     check_callable(func, name)
     length = _declared_length(func, name)
     expression = _expression(func, length)
+    entries = (
+        expression.flat if isinstance(expression, SymbolicArray) else (expression,)
+    )
+    if any(isinstance(entry, _BOOLEANS) for entry in entries):
+        check_real_output(np.dtype(bool), name)  # a comparison: refused, as elsewhere
     if not isinstance(expression, SymbolicArray | sympy.Expr):
         # As a list or a NumPy array of constants: SymPy cannot generate code from
         # it, and would say so from deep inside. (SymNum refuses None, a number, a
