@@ -457,6 +457,75 @@ def test_torch_pulls_rows_back_one_by_one_where_a_backward_cannot_be_batched():
     np.testing.assert_allclose(mhp[0](M), 6 * x * np.diag(M), **TOLERANCE)
 
 
+def test_torch_pulls_rows_back_one_by_one_where_vmap_refuses_a_backward():
+    """A backward that scatters into a buffer of its own (``index_add_``).
+
+    ``vmap`` refuses an in-place operation on an unbatched tensor with a batched
+    argument, so the Hessian's and the Jacobian's rows go one by one.
+    """
+    torch, _ = _torch_functions()
+    order = torch.tensor([2, 0])
+
+    class Gather(torch.autograd.Function):  # y = (x₂, x₀)
+        @staticmethod
+        def forward(ctx, x):
+            ctx.n = x.shape[0]
+            return x[order].clone()
+
+        @staticmethod
+        def backward(ctx, cotangent):
+            scattered = torch.zeros(ctx.n, dtype=cotangent.dtype)
+            scattered.index_add_(0, order, cotangent)  # in place: vmap refuses it
+            return scattered
+
+    x = np.array([0.3, -0.7, 1.1])
+    J, value = derivative("torch", "jacobian_and_value", Gather.apply)(x)
+    np.testing.assert_allclose(J, [[0, 0, 1], [1, 0, 0]], **TOLERANCE)
+    np.testing.assert_allclose(value, [x[2], x[0]], **TOLERANCE)
+
+    def f(x):  # f = x₂³ + x₀³: H = diag(6 x₀, 0, 6 x₂)
+        return torch.sum(Gather.apply(x) ** 3)
+
+    H, g, _ = derivative("torch", "hessian_grad_and_value", f)(x)
+    np.testing.assert_allclose(H, np.diag([6 * x[0], 0, 6 * x[2]]), **TOLERANCE)
+    np.testing.assert_allclose(g, [3 * x[0] ** 2, 0, 3 * x[2] ** 2], **TOLERANCE)
+
+
+@pytest.mark.parametrize("operator", ["grad_and_value", "jacobian_and_value"])
+def test_torch_outputs_a_backward_computed_in_grad_mode(operator):
+    """A backward that differentiates inside ``torch.enable_grad()``, as implicit
+    layers do: the derivative PyTorch returns still requires grad, and is detached
+    before it becomes NumPy, on the one-frame path as on the general one."""
+    torch, _ = _torch_functions()
+
+    class Square(torch.autograd.Function):  # y = x², its derivative by autograd
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, cotangent):
+            (x,) = ctx.saved_tensors
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                (derivative_,) = torch.autograd.grad(
+                    leaf * leaf, leaf, cotangent, create_graph=True
+                )
+            return derivative_
+
+    def f(x):
+        applied = Square.apply(x)
+        return torch.sum(applied) if operator == "grad_and_value" else applied
+
+    x = np.array([0.3, -0.7, 1.1])
+    function = derivative("torch", operator, f)
+    for point in (x, list(x)):  # the one-frame path and the general one
+        derivative_, _ = function(point)
+        expected = 2 * x if operator == "grad_and_value" else np.diag(2 * x)
+        np.testing.assert_allclose(derivative_, expected, **TOLERANCE)
+
+
 @pytest.mark.parametrize("operator", OPERATORS)
 def test_torch_calls_each_transform_itself_where_the_graph_is_recorded(operator):
     # The per-call path skips _recording's wrapper only for this module's transforms.

@@ -162,14 +162,18 @@ def _rows_pulled_back(output: Any, x: Any, *, graph: bool = False) -> Any:
     the batched pass cannot run (PyTorch has no batching rule for them), the rows are
     pulled back one by one, at the cost of a pass each. Anomaly mode is process-wide,
     so another thread may turn it on during the batched pass: where that pass finds
-    no batching rule, the rows are pulled back one by one too.
+    no batching rule, the rows are pulled back one by one too, as they are where a
+    backward of the user's cannot be batched (its ``.item()``, or an in-place
+    ``index_add_`` into a tensor of its own, which ``vmap`` refuses).
     """
     basis = torch.eye(output.shape[0], dtype=output.dtype, device=output.device)
     if not (len(basis) and torch.is_anomaly_enabled()):
         try:
             return _pulled_back(output, x, basis, graph=graph, rows=True)
         except RuntimeError as error:  # the graph is kept: it is pulled back again
-            if not len(basis) or "Batching rule not implemented" not in str(error):
+            text = str(error)
+            batching = "Batching rule not implemented" in text or "vmap" in text
+            if not (len(basis) and batching):
                 raise
     return torch.stack([_pulled_back(output, x, row, graph=graph) for row in basis])
 
@@ -722,7 +726,10 @@ class _TapeDerivativeFunction(DerivativeFunction):
             raise explained from error
         arrays = []
         for output in outputs[product:]:  # a loop: no frame of its own
-            # _owned, inline: the transforms' outputs are detached, on the CPU.
+            # _owned, inline, on the CPU. A gradient may still require grad where
+            # a backward of the user's computed it in grad mode.
+            if output.requires_grad:
+                output = output.detach()
             array = np.array(output.numpy())
             arrays.append(array[()] if array.ndim == 0 else array)
         if product:
