@@ -426,13 +426,20 @@ def test_torch_differentiates_under_anomaly_detection(monkeypatch, seen):
     np.testing.assert_allclose(products[1], expected, **TOLERANCE)
 
 
-def test_torch_pulls_rows_back_one_by_one_where_a_backward_cannot_be_batched():
-    """A backward of the user's that reads a number from its cotangent (``.item()``).
+@pytest.mark.parametrize("reading", ["item", "tolist"])
+def test_torch_pulls_rows_back_one_by_one_where_a_backward_cannot_be_batched(reading):
+    """A backward of the user's that reads numbers from its cotangent.
 
-    PyTorch cannot batch it (no batching rule for ``aten::item``), so the rows of the
-    Jacobian are pulled back one by one, and come out right.
+    PyTorch cannot batch it (no batching rule for ``aten::item``; a batched tensor
+    has no storage to read for ``.tolist()``), so the rows of the Jacobian are pulled
+    back one by one, and come out right.
     """
     torch, _ = _torch_functions()
+
+    def total(cotangent):
+        if reading == "item":
+            return cotangent.abs().sum().item()
+        return sum(abs(entry) for entry in cotangent.tolist())
 
     class Cube(torch.autograd.Function):  # y = x³, whose backward checks its input
         @staticmethod
@@ -443,7 +450,7 @@ def test_torch_pulls_rows_back_one_by_one_where_a_backward_cannot_be_batched():
         @staticmethod
         def backward(ctx, cotangent):
             (x,) = ctx.saved_tensors
-            if cotangent.abs().sum().item() == 0:  # a number: no batching rule
+            if total(cotangent) == 0:  # numbers read: the pass cannot be batched
                 return torch.zeros_like(x)
             return cotangent * 3 * x**2
 

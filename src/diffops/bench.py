@@ -513,7 +513,7 @@ def _interleaved(
     A variant's timed batch follows a tenth of a batch of its own calls, untimed,
     and the order turns by one each repeat: a batch just after another variant's
     (such as a ``torch.func`` form's, which leaves the allocator and the caches its
-    own way) ran up to 1.1 times slower, and without these the variant listed first
+    own way) ran up to 1.13 times slower, and without these the variant listed first
     always came after the one listed last.
     """
     sizes = {name: _batch_size(call, seconds) for name, call in calls.items()}

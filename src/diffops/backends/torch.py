@@ -155,6 +155,12 @@ def _pulled_back(
     return torch.zeros(shape, dtype=x.dtype, device=x.device)
 
 
+_UNBATCHABLE = ("Batching rule not implemented", "vmap", "doesn't have storage")
+"""What PyTorch's errors say where a batched reverse pass cannot run: no batching
+rule for an operation, ``vmap`` refusing one (an in-place write into an unbatched
+tensor), or a batched tensor's data read as a number (``.tolist()``)."""
+
+
 def _rows_pulled_back(output: Any, x: Any, *, graph: bool = False) -> Any:
     """``∂output/∂x`` for a 1-D ``output``: its rows pulled back together.
 
@@ -163,8 +169,8 @@ def _rows_pulled_back(output: Any, x: Any, *, graph: bool = False) -> Any:
     pulled back one by one, at the cost of a pass each. Anomaly mode is process-wide,
     so another thread may turn it on during the batched pass: where that pass finds
     no batching rule, the rows are pulled back one by one too, as they are where a
-    backward of the user's cannot be batched (its ``.item()``, or an in-place
-    ``index_add_`` into a tensor of its own, which ``vmap`` refuses).
+    backward of the user's cannot be batched (its ``.item()`` or ``.tolist()``, or an
+    in-place ``index_add_`` into a tensor of its own, which ``vmap`` refuses).
     """
     basis = torch.eye(output.shape[0], dtype=output.dtype, device=output.device)
     if not (len(basis) and torch.is_anomaly_enabled()):
@@ -172,7 +178,7 @@ def _rows_pulled_back(output: Any, x: Any, *, graph: bool = False) -> Any:
             return _pulled_back(output, x, basis, graph=graph, rows=True)
         except RuntimeError as error:  # the graph is kept: it is pulled back again
             text = str(error)
-            batching = "Batching rule not implemented" in text or "vmap" in text
+            batching = any(sign in text for sign in _UNBATCHABLE)
             if not (len(basis) and batching):
                 raise
     return torch.stack([_pulled_back(output, x, row, graph=graph) for row in basis])
@@ -636,8 +642,8 @@ class _Evaluate:
     """``x ↦ function(x as a tensor on device)``: what a derivative function calls.
 
     On the CPU, where the graph is recorded, :class:`_TapeDerivativeFunction` does
-    the same in its own call; this is the general path, for other devices,
-    ``compile=True``, :class:`torch.no_grad` and :func:`diffops.vectorize`.
+    the same in its own call for a plain ``x``; this is the general path, for other
+    devices, ``compile=True``, any other ``x`` and :class:`torch.no_grad`.
 
     Where the graph is recorded, as is usual, one of this module's operators calls
     its transform itself (``transform``), without the check :func:`_recording`
@@ -725,7 +731,7 @@ class _TapeDerivativeFunction(DerivativeFunction):
                 raise
             raise explained from error
         arrays = []
-        for output in outputs[product:]:  # a loop: no frame of its own
+        for output in outputs[product:]:  # after the product's state; no frame
             # _owned, inline, on the CPU. A gradient may still require grad where
             # a backward of the user's computed it in grad mode.
             if output.requires_grad:
