@@ -343,6 +343,9 @@ def test_a_function_returning_booleans_is_refused(backend, operator):
     with pytest.raises(TypeError, match=rf"{operator} needs func to return real "
                        r"numbers; it returned booleans"):  # fmt: skip
         derivative(backend, operator, func)(np.array([1.0, 2.0]))
+    if backend != "symnum" and operator in SCALAR_OPERATORS:  # Python's own bool
+        with pytest.raises(TypeError, match=r"it returned booleans"):
+            derivative(backend, operator, lambda x: True)(np.array([1.0, 2.0]))
 
 
 @pytest.mark.parametrize("operator", DIFF_OPS)

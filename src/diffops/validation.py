@@ -294,7 +294,9 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
             )
             raise TypeError(msg)
         return tuple(shape)
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, bool):  # a comparison's truth, refused as booleans are
+        check_real_output(np.dtype(bool), operator)
+    if isinstance(value, int | float):
         return ()
     msg = (
         f"{operator} needs func to return an array (or a number); it returned "

@@ -237,6 +237,8 @@ def _value(
     """
     value = func(x)
     if not isinstance(value, torch.Tensor):
+        if isinstance(value, bool):  # a comparison's truth, as output_shape says
+            check_real_output(np.dtype(bool), operator)
         msg = (
             f"{operator} needs func to return a torch tensor; it returned "
             f"{type(value).__name__}."
