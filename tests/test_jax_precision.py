@@ -50,6 +50,26 @@ CALL_LINE = (
 
 
 @pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
+def test_a_first_call_with_the_mode_on_in_a_block_leaves_the_warning(backend):
+    # The mode on only in jax.enable_x64's block: the first float64 input is
+    # computed in float64, and the warning is still given for one computed in float32
+    # after it (at a new length, where compiled code is planned again).
+    result = run_without_x64(f"""
+        import warnings, numpy as np, jax, jax.numpy as jnp, diffops
+        grad = diffops.autodiff_fallback(
+            None, lambda x: jnp.sum(x ** 2), "grad_and_value", "grad", {backend!r})
+        with jax.enable_x64(True):
+            print(grad(np.ones(3))[0].dtype)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g, v = grad(np.ones(4))
+        print(g.dtype, len(caught), "computed in float32" in str(caught[0].message))
+    """)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["float64", "float32", "1", "True"]
+
+
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
 def test_float64_input_warns_once_how_to_enable_x64(backend):
     result = run_without_x64(PROGRAM.format(backend=backend, dtype="float64"))
     assert result.returncode == 0, result.stderr

@@ -794,9 +794,11 @@ def _check_precision(x: np.ndarray) -> None:
     global _precision_checked
     if _precision_checked or x.dtype != np.float64:
         return
-    _precision_checked = True
     if jax.config.read("jax_enable_x64"):  # type: ignore[no-untyped-call]
+        # Computed in float64 now; looked at again (the mode may be on only in a
+        # jax.enable_x64 block), not marked done.
         return
+    _precision_checked = True
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
