@@ -330,6 +330,27 @@ def test_torch_refuses_a_number_which_a_cut_graph_gives_too(ending):
 
 
 @pytest.mark.parametrize("operator", DIFF_OPS)
+def test_torch_refuses_a_sparse_output_by_name(operator):
+    # PyTorch's own errors (a NumPy conversion's, or a dispatcher listing of some
+    # fifty kernels from the backward pass) named neither the operator nor the fix.
+    torch = pytest.importorskip("torch")
+
+    def f(x):
+        y = torch.sin(x)
+        return (y.sum() if operator in SCALAR_OPERATORS else y).to_sparse()
+
+    message = (
+        rf"{operator} needs func to return a dense torch tensor; it returned one of "
+        r"layout torch\.sparse_coo: return its \.to_dense\(\)"
+    )
+    made = derivative("torch", operator, f)
+    with pytest.raises(TypeError, match=message):
+        made(np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match=message):
+        diffops.vectorize(made)(np.array([[1.0, 2.0], [3.0, 4.0]]))
+
+
+@pytest.mark.parametrize("operator", DIFF_OPS)
 def test_a_function_returning_booleans_is_refused(backend, operator):
     # A comparison returned by mistake would otherwise give zero derivatives and a
     # value of 0 or 1, without a word.

@@ -228,7 +228,7 @@ class Pullback:
 def _value(
     func: Callable[..., Any], operator: str, check: Callable[..., None], x: Any
 ) -> Any:
-    """``func(x)``, which must be a tensor of the shape ``check`` checks, in x's dtype.
+    """``func(x)``: a dense tensor of the shape ``check`` checks, in x's dtype.
 
     In x's dtype, so that every output is, and a product's argument takes it. A
     number is refused, not taken as a constant as the other backends take one: a
@@ -248,6 +248,12 @@ def _value(
                 " A tensor's .item() or float(...) is a number PyTorch cannot "
                 "differentiate: return the tensor (for a constant c, torch.tensor(c))."
             )
+        raise TypeError(msg)
+    if value.layout is not torch.strided:  # PyTorch's own errors name neither
+        msg = (
+            f"{operator} needs func to return a dense torch tensor; it returned one "
+            f"of layout {value.layout}: return its .to_dense()."
+        )
         raise TypeError(msg)
     check(tuple(value.shape), operator)
     if value.dtype == x.dtype:
