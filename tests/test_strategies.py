@@ -4,7 +4,8 @@ The compiled ``jax`` backend computes ``mtp``, ``mhp`` and ``vjp`` from the poin
 ``n = RECOMPUTE_UP_TO`` and from the residuals of the evaluation beyond, and returns
 outputs of at most ``PACK_UP_TO`` numbers packed in one array; both sides of each
 threshold are tested here, with the threshold moved so that small cases cross it, or
-at sizes on either side of it. The ``torch`` backend computes at one point with
+at sizes on either side of it. ``jax_nojit`` computes ``mtp`` and Jacobians in forms
+of their own, faster op by op. The ``torch`` backend computes at one point with
 PyTorch's tape and at many with :mod:`torch.func`; the tape's edge cases (outputs
 that do not depend on ``x``, a caller that turned recording off, ``.detach()``) are
 tested here. Expected values come from the hand-derived formulas (products by the
@@ -22,6 +23,7 @@ from functions import (
     QUADRATIC,
     SEVERAL_OUTPUTS,
     SMOOTH,
+    TAIL,
     ScalarCase,
     VectorCase,
     complex_step_derivative,
@@ -206,6 +208,30 @@ def test_jax_nojit_products_keep_the_residuals():
     np.testing.assert_allclose(
         product(argument), expected_product(SMOOTH, SMOOTH.point, argument), **TOLERANCE
     )
+
+
+@pytest.mark.parametrize("operator", ["jacobian_and_value", "mhp_jacobian_and_value"])
+@pytest.mark.parametrize(
+    "case", [CUBES, TAIL, SEVERAL_OUTPUTS], ids=["m=n", "m<n", "m>n"]
+)
+def test_a_jax_nojit_jacobian_runs_func_once_whichever_way_it_goes(operator, case):
+    # Op by op, func is linearised once and its linear map transposed where
+    # m <= n, pushed forward where m > n; an abstract trace of func before it, which
+    # compiled code pays for only when traced, ran func twice a call.
+    backend_module("jax")
+    rendered, runs = render(case, "jax"), []
+
+    def counted(x):
+        runs.append(None)
+        return rendered(x)
+
+    d = derivative("jax_nojit", operator, counted)
+    argument = argument_for(operator, case.point, case)
+    outputs = evaluate(d, case.point, argument)
+    assert len(runs) == 1
+    expected = expected_outputs(case, operator, case.point, argument)
+    for output, wanted in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(output, wanted, **TOLERANCE)
 
 
 def packed(derivative_function, x) -> bool:

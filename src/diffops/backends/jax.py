@@ -251,21 +251,6 @@ def _mtp_hessian_grad_and_value(
     return pullback, hessian, grad, value
 
 
-_OP_BY_OP: dict[Callable[..., Any], Callable[..., Any]] = {
-    _mtp_hessian_grad_and_value: functools.partial(
-        _mtp_hessian_grad_and_value, batch_of_one=False
-    ),
-}
-"""Transforms run in another form by ``jax_nojit``, which dispatches each operation.
-
-An ``mtp`` with the gradient's cotangent pulled back plainly, not as a batch of one:
-op by op, at ``n = 3`` and ``30``, its call is 1.15-1.18 times faster, its product
-1.19-1.24 times and 4 points through :func:`diffops.vectorize` 1.23-1.31 times (a
-2-core x86 machine, ``timeit``, minimum of 5), which puts the call level with mici's.
-Compiled, the batch of one is kept: XLA compiles it 4 times faster at ``n = 1000``.
-"""
-
-
 _VALUE_DEPENDENT: tuple[type[Exception], ...] = ()
 """JAX's errors for a function that needs a traced value as a Python one (control
 flow on values, a boolean mask), which an abstract trace of it raises."""
@@ -279,36 +264,89 @@ if AVAILABLE:
 
 
 def _jacobian_and_value(
-    func: Callable[..., Any], x: Any, operator: str = "jacobian_and_value"
+    func: Callable[..., Any],
+    x: Any,
+    operator: str = "jacobian_and_value",
+    *,
+    shape_first: bool = True,
 ) -> tuple[Any, Any]:
+    """``(J, c(x))``: ``m`` pullbacks where ``m <= n``, ``n`` pushforwards otherwise.
+
+    Compiled, ``m`` is known before either pass from an abstract trace
+    (``shape_first``), which costs nothing at run time. Op by op
+    (:data:`_OP_BY_OP`) that trace costs as much as a third of the call: ``func`` is
+    linearised first, and where ``m <= n`` the linear map is transposed, the
+    pullbacks then needing no second evaluation.
+    """
     func = _typed(func, operator)
-    try:
-        value_shape = output_shape(jax.eval_shape(func, x), operator)
-    except _VALUE_DEPENDENT:
-        # func uses a value of x in Python (an if): run op by op (jax_nojit), x is
-        # concrete and func runs on it; compiled, this raises the same, explained.
-        value_shape = output_shape(func(x), operator)
-    check_vector_output(value_shape, operator)
-    (m,), (n,) = value_shape, x.shape
-    if m <= n:
-        value, pullback = jax.vjp(func, x)
-        (jacobian,) = jax.vmap(pullback)(jnp.eye(m, dtype=value.dtype))
-    else:
-        value, pushforward = jax.linearize(func, x)
-        basis = jnp.eye(n, dtype=_computed_in(x))
-        jacobian = jax.vmap(pushforward, out_axes=1)(basis)
-    return jacobian, value
+    (n,) = x.shape
+    if shape_first:
+        try:
+            value_shape = output_shape(jax.eval_shape(func, x), operator)
+        except _VALUE_DEPENDENT:
+            # func uses a value of x in Python (an if): run op by op (jax_nojit), x
+            # is concrete and func runs on it; compiled, this raises the same,
+            # explained.
+            value_shape = output_shape(func(x), operator)
+        check_vector_output(value_shape, operator)
+        (m,) = value_shape
+        if m <= n:
+            value, pullback = jax.vjp(func, x)
+            (jacobian,) = jax.vmap(pullback)(jnp.eye(m, dtype=value.dtype))
+            return jacobian, value
+    value, pushforward = jax.linearize(func, x)
+    if not shape_first:
+        check_vector_output(output_shape(value, operator), operator)
+        (m,) = value.shape
+        if m <= n:
+            pullback = jax.linear_transpose(pushforward, x)
+            (jacobian,) = jax.vmap(pullback)(jnp.eye(m, dtype=value.dtype))
+            return jacobian, value
+    basis = jnp.eye(n, dtype=_computed_in(x))
+    return jax.vmap(pushforward, out_axes=1)(basis), value
 
 
 def _mhp_jacobian_and_value(
-    func: Callable[..., Any], x: Any, operator: str = "mhp_jacobian_and_value"
+    func: Callable[..., Any],
+    x: Any,
+    operator: str = "mhp_jacobian_and_value",
+    *,
+    shape_first: bool = True,
 ) -> tuple[Pullback, Any, Any]:
     jacobian, pullback, value = jax.vjp(
-        functools.partial(_jacobian_and_value, func, operator=operator),
+        functools.partial(
+            _jacobian_and_value, func, operator=operator, shape_first=shape_first
+        ),
         x,
         has_aux=True,
     )
     return pullback, jacobian, value
+
+
+_OP_BY_OP: dict[Callable[..., Any], Callable[..., Any]] = {
+    _mtp_hessian_grad_and_value: functools.partial(
+        _mtp_hessian_grad_and_value, batch_of_one=False
+    ),
+    _jacobian_and_value: functools.partial(_jacobian_and_value, shape_first=False),
+    _mhp_jacobian_and_value: functools.partial(
+        _mhp_jacobian_and_value, shape_first=False
+    ),
+}
+"""Transforms run in another form by ``jax_nojit``, which dispatches each operation.
+
+Measured op by op at ``n = 3`` and ``30`` against the compiled forms run op by op
+(a 2-core x86 machine, ``timeit``), each puts the call level with mici's or ahead:
+
+- an ``mtp`` with the gradient's cotangent pulled back plainly, not as a batch of
+  one: its call is 1.15-1.18 times faster, its product 1.19-1.24 times and 4 points
+  through :func:`diffops.vectorize` 1.23-1.31 times. Compiled, the batch of one is
+  kept: XLA compiles it 4 times faster at ``n = 1000``.
+- a Jacobian with ``func`` linearised first and run once, its number of rows read
+  from the value (see :func:`_jacobian_and_value`): 1.13 times faster for two rows,
+  1.19-1.21 times for ``m = 10 n`` rows; an ``mhp`` call 1.02-1.09 times. mici, which
+  always pulls rows back, then takes 0.90-1.01 times as long for two rows and
+  1.3-2.2 times for ``m = 10 n``.
+"""
 
 
 # Products recomputed from the point: compiled, faster up to RECOMPUTE_UP_TO.
