@@ -272,6 +272,10 @@ def as_product_argument(
     return np.array(array, dtype=dtype, order="C")
 
 
+_OBJECT = np.dtype(object)
+"""The dtype ``np.array([...])`` gives values a framework is tracing."""
+
+
 def output_shape(value: Any, operator: str) -> tuple[int, ...]:
     """Shape of what ``func`` returned, or ``TypeError`` if not an array of reals.
 
@@ -284,8 +288,9 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
     """
     shape = getattr(value, "shape", None)
     if shape is not None:
-        check_real_output(getattr(value, "dtype", None), operator)
-        if getattr(value, "dtype", None) == np.dtype(object):
+        dtype = getattr(value, "dtype", None)
+        check_real_output(dtype, operator)
+        if dtype == _OBJECT:
             msg = (
                 f"{operator} needs func to return an array of numbers; it returned a "
                 "NumPy array of objects, as np.array([...]) makes of values the "
@@ -316,13 +321,18 @@ def check_real_output(dtype: Any, operator: str) -> None:
         dtype: The dtype of what ``func`` returned.
         operator: The operator's name, for the message.
     """
-    if getattr(dtype, "kind", None) == "c" or getattr(dtype, "is_complex", False):
+    if isinstance(dtype, np.dtype):  # NumPy's and JAX's: the per-call path
+        complex_, boolean = dtype.kind == "c", dtype.kind == "b"
+    else:  # PyTorch's, or none
+        complex_ = getattr(dtype, "is_complex", False)
+        boolean = str(dtype) == "torch.bool"
+    if complex_:
         msg = (
             f"{operator} needs func to return real numbers; it returned complex "
             f"ones ({dtype}): return the real part, or the modulus, that you mean."
         )
         raise TypeError(msg)
-    if getattr(dtype, "kind", None) == "b" or str(dtype) == "torch.bool":
+    if boolean:
         msg = (
             f"{operator} needs func to return real numbers; it returned booleans "
             f"({dtype}), as a comparison makes, whose derivatives are zero: return "
