@@ -29,10 +29,17 @@ from functions import (
     complex_step_derivative,
     render,
 )
-from helpers import argument_for, derivative, evaluate, expected_outputs, in_threads
+from helpers import (
+    argument_for,
+    derivative,
+    evaluate,
+    expected_outputs,
+    in_threads,
+    installed,
+)
 
 import diffops
-from diffops.operators import OPERATORS
+from diffops.operators import OPERATORS, SCALAR_OPERATORS, VECTOR_OPERATORS
 
 TOLERANCE = {"rtol": 1e-10, "atol": 1e-12}
 
@@ -210,25 +217,39 @@ def test_jax_nojit_products_keep_the_residuals():
     )
 
 
-@pytest.mark.parametrize("operator", ["jacobian_and_value", "mhp_jacobian_and_value"])
+RUN_ONCE_CASES = [
+    *((operator, SMOOTH) for operator in SCALAR_OPERATORS),
+    *(
+        (operator, case)
+        for operator in VECTOR_OPERATORS
+        for case in (CUBES, TAIL, SEVERAL_OUTPUTS)  # m = n, m < n, m > n
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    "case", [CUBES, TAIL, SEVERAL_OUTPUTS], ids=["m=n", "m<n", "m>n"]
+    "backend", [installed(b) for b in ("jax_nojit", "autograd", "torch")]
 )
-def test_a_jax_nojit_jacobian_runs_func_once_whichever_way_it_goes(operator, case):
-    # Op by op, func is linearised once and its linear map transposed where
-    # m <= n, pushed forward where m > n; an abstract trace of func before it, which
-    # compiled code pays for only when traced, ran func twice a call.
-    backend_module("jax")
-    rendered, runs = render(case, "jax"), []
+@pytest.mark.parametrize(("operator", "case"), RUN_ONCE_CASES, ids=str)
+def test_uncompiled_backends_run_func_once_a_call_and_not_in_a_product(
+    backend, operator, case
+):
+    # Op by op, every pass runs the user's Python: a jax_nojit Jacobian ran func
+    # twice, an abstract trace for m before the pass, which compiled code pays for
+    # only when traced. Now func is linearised once (transposed where m <= n).
+    rendered, runs = render(case, backend), []
 
     def counted(x):
         runs.append(None)
         return rendered(x)
 
-    d = derivative("jax_nojit", operator, counted)
+    d = derivative(backend, operator, counted)
     argument = argument_for(operator, case.point, case)
-    outputs = evaluate(d, case.point, argument)
+    outputs = list(d(case.point))
     assert len(runs) == 1
+    if argument is not None:
+        outputs[0] = outputs[0](argument)
+        assert len(runs) == 1
     expected = expected_outputs(case, operator, case.point, argument)
     for output, wanted in zip(outputs, expected, strict=True):
         np.testing.assert_allclose(output, wanted, **TOLERANCE)
