@@ -299,8 +299,8 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
             )
             raise TypeError(msg)
         return tuple(shape)
-    if isinstance(value, bool):  # a comparison's truth, refused as booleans are
-        check_real_output(np.dtype(bool), operator)
+    if isinstance(value, bool | complex):  # refused as arrays of them are
+        check_real_output(np.dtype(type(value)), operator)
     if isinstance(value, int | float):
         return ()
     msg = (

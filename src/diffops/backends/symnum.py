@@ -137,16 +137,22 @@ def _compile(source: str, name: str) -> Callable[..., Any]:
 
 
 def _constant_outputs(
-    generated: Callable[..., Any], length: int
+    generated: Callable[..., Any], length: int, operator: str
 ) -> dict[np.dtype[Any], tuple[int, ...]]:
     """For each dtype of ``x``, the indices of the outputs that come back in another.
 
-    Or as a Python number (a constant written as a float), not a NumPy one.
+    Or as a Python number (a constant written as a float), not a NumPy one. A complex
+    output (SymPy's ``I`` in the expression, which code written from it keeps
+    whatever ``x`` is) is refused here, as every backend refuses one: converted to
+    ``x``'s dtype, its imaginary part would be dropped.
     """
     constant = {}
     with np.errstate(all="ignore"):
         for dtype in map(np.dtype, (np.float64, np.float32)):
             outputs = generated(np.ones(length, dtype))
+            for output in outputs:
+                if not callable(output):
+                    check_real_output(np.asarray(output).dtype, operator)
             indices = tuple(
                 index
                 for index, output in enumerate(outputs)
@@ -202,7 +208,7 @@ def _from_source(
 ) -> DerivativeFunction:
     """The derivative function SymNum generated as ``source``: how it unpickles."""
     generated = _compile(source, function_name)
-    constant = _constant_outputs(generated, length)
+    constant = _constant_outputs(generated, length, operator)
     return DerivativeFunction(
         operator,
         functools.partial(_evaluate, generated, constant) if constant else generated,

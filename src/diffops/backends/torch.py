@@ -237,8 +237,8 @@ def _value(
     """
     value = func(x)
     if not isinstance(value, torch.Tensor):
-        if isinstance(value, bool):  # a comparison's truth, as output_shape says
-            check_real_output(np.dtype(bool), operator)
+        if isinstance(value, bool | complex):  # as output_shape says
+            check_real_output(np.dtype(type(value)), operator)
         msg = (
             f"{operator} needs func to return a torch tensor; it returned "
             f"{type(value).__name__}."
