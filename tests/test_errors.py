@@ -367,6 +367,21 @@ def test_a_function_returning_booleans_is_refused(backend, operator):
     if backend != "symnum" and operator in SCALAR_OPERATORS:  # Python's own bool
         with pytest.raises(TypeError, match=r"it returned booleans"):
             derivative(backend, operator, lambda x: True)(np.array([1.0, 2.0]))
+    if backend == "symnum" and operator not in SCALAR_OPERATORS:
+        # snp.array of comparisons: a NumPy array of objects, not a symbolic one
+        import symnum.numpy as snp
+
+        listed = xp.prepare(lambda x: snp.array([x[0] > 0, x[1] > 0]), 2)
+        with pytest.raises(TypeError, match=r"it returned booleans"):
+            derivative(backend, operator, listed)(np.array([1.0, 2.0]))
+    if operator in SCALAR_OPERATORS:  # and the wrong shape too: booleans named first
+        wrong = lambda x: xp.sin(x) > 0  # noqa: E731
+    else:
+        wrong = lambda x: xp.sum(xp.sin(x)) > 0  # noqa: E731
+    if backend == "symnum":
+        wrong = xp.prepare(wrong, 2)
+    with pytest.raises(TypeError, match=r"it returned booleans"):
+        derivative(backend, operator, wrong)(np.array([1.0, 2.0]))
 
 
 @pytest.mark.parametrize("operator", DIFF_OPS)

@@ -237,8 +237,10 @@ def _derivative(
     check_callable(func, name)
     length = _declared_length(func, name)
     expression = _expression(func, length)
-    entries = (
-        expression.flat if isinstance(expression, SymbolicArray) else (expression,)
+    entries = (  # snp.array of comparisons is a NumPy array of objects
+        expression.flat
+        if isinstance(expression, SymbolicArray | np.ndarray)
+        else (expression,)
     )
     if any(isinstance(entry, _BOOLEANS) for entry in entries):
         check_real_output(np.dtype(bool), name)  # a comparison: refused, as elsewhere

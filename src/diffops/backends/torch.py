@@ -255,10 +255,11 @@ def _value(
             f"of layout {value.layout}: return its .to_dense()."
         )
         raise TypeError(msg)
-    check(tuple(value.shape), operator)
     if value.dtype == x.dtype:
+        check(tuple(value.shape), operator)
         return value
-    check_real_output(value.dtype, operator)
+    check_real_output(value.dtype, operator)  # before the shape, as elsewhere
+    check(tuple(value.shape), operator)
     return value.to(x.dtype)
 
 
