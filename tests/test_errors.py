@@ -350,17 +350,25 @@ def test_torch_refuses_a_sparse_output_by_name(operator):
         diffops.vectorize(made)(np.array([[1.0, 2.0], [3.0, 4.0]]))
 
 
+def ending_sin(backend: str, operator: str, ending, *, other_kind: bool = False):
+    """``x ↦ ending(sin x)``, summed first where ``operator`` (or, with ``other_kind``,
+    an operator of the other kind) takes a scalar function; ready for ``backend``."""
+    xp = array_namespace(backend)
+    scalar = (operator in SCALAR_OPERATORS) != other_kind
+
+    def func(x):
+        y = xp.sin(x)
+        return ending(xp.sum(y) if scalar else y)
+
+    return xp.prepare(func, 2) if backend == "symnum" else func
+
+
 @pytest.mark.parametrize("operator", DIFF_OPS)
 def test_a_function_returning_booleans_is_refused(backend, operator):
     # A comparison returned by mistake would otherwise give zero derivatives and a
     # value of 0 or 1, without a word.
     xp = array_namespace(backend)
-    if operator in SCALAR_OPERATORS:
-        func = lambda x: xp.sum(xp.sin(x)) > 0  # noqa: E731
-    else:
-        func = lambda x: xp.sin(x) > 0  # noqa: E731
-    if backend == "symnum":
-        func = xp.prepare(func, 2)
+    func = ending_sin(backend, operator, lambda y: y > 0)
     with pytest.raises(TypeError, match=rf"{operator} needs func to return real "
                        r"numbers; it returned booleans"):  # fmt: skip
         derivative(backend, operator, func)(np.array([1.0, 2.0]))
@@ -374,12 +382,8 @@ def test_a_function_returning_booleans_is_refused(backend, operator):
         listed = xp.prepare(lambda x: snp.array([x[0] > 0, x[1] > 0]), 2)
         with pytest.raises(TypeError, match=r"it returned booleans"):
             derivative(backend, operator, listed)(np.array([1.0, 2.0]))
-    if operator in SCALAR_OPERATORS:  # and the wrong shape too: booleans named first
-        wrong = lambda x: xp.sin(x) > 0  # noqa: E731
-    else:
-        wrong = lambda x: xp.sum(xp.sin(x)) > 0  # noqa: E731
-    if backend == "symnum":
-        wrong = xp.prepare(wrong, 2)
+    # Given to an operator of the other kind too: the booleans are named first.
+    wrong = ending_sin(backend, operator, lambda y: y > 0, other_kind=True)
     with pytest.raises(TypeError, match=r"it returned booleans"):
         derivative(backend, operator, wrong)(np.array([1.0, 2.0]))
 
@@ -389,13 +393,7 @@ def test_a_function_returning_complex_numbers_is_refused(backend, operator):
     # Differentiated as real, the imaginary part would be dropped, with at most the
     # framework's warning (SymNum's generated code returned it complex, and diffops
     # dropped it converting to x's dtype).
-    xp = array_namespace(backend)
-    if operator in SCALAR_OPERATORS:
-        func = lambda x: xp.sum(xp.sin(x)) * (1 + 2j)  # noqa: E731
-    else:
-        func = lambda x: xp.sin(x) * (1 + 2j)  # noqa: E731
-    if backend == "symnum":
-        func = xp.prepare(func, 2)
+    func = ending_sin(backend, operator, lambda y: y * (1 + 2j))
     with pytest.raises(TypeError, match=rf"{operator} needs func to return real "
                        r"numbers; it returned complex ones"):  # fmt: skip
         derivative(backend, operator, func)(np.array([1.0, 2.0]))
