@@ -17,6 +17,7 @@ __all__ = [
     "as_plain_array",
     "as_product_argument",
     "check_callable",
+    "check_real_number",
     "check_real_output",
     "check_scalar_output",
     "check_vector_output",
@@ -299,8 +300,7 @@ def output_shape(value: Any, operator: str) -> tuple[int, ...]:
             )
             raise TypeError(msg)
         return tuple(shape)
-    if isinstance(value, bool | complex):  # refused as arrays of them are
-        check_real_output(np.dtype(type(value)), operator)
+    check_real_number(value, operator)
     if isinstance(value, int | float):
         return ()
     msg = (
@@ -339,6 +339,20 @@ def check_real_output(dtype: Any, operator: str) -> None:
             "the quantity compared."
         )
         raise TypeError(msg)
+
+
+def check_real_number(value: Any, operator: str) -> None:
+    """``TypeError`` if ``value`` is a Python ``bool`` or ``complex``.
+
+    Refused as arrays of them are (:func:`check_real_output`): a comparison's truth,
+    or a number whose imaginary part differentiating as real would drop.
+
+    Args:
+        value: What ``func`` returned, where it is not an array.
+        operator: The operator's name, for the message.
+    """
+    if isinstance(value, bool | complex):
+        check_real_output(np.dtype(type(value)), operator)
 
 
 def check_scalar_output(shape: tuple[int, ...], operator: str) -> None:

@@ -56,6 +56,7 @@ from diffops.validation import (
     NATIVE_FLOATS,
     as_plain_array,
     check_callable,
+    check_real_number,
     check_real_output,
     check_scalar_output,
     check_vector_output,
@@ -237,8 +238,7 @@ def _value(
     """
     value = func(x)
     if not isinstance(value, torch.Tensor):
-        if isinstance(value, bool | complex):  # as output_shape says
-            check_real_output(np.dtype(type(value)), operator)
+        check_real_number(value, operator)
         msg = (
             f"{operator} needs func to return a torch tensor; it returned "
             f"{type(value).__name__}."
@@ -255,13 +255,12 @@ def _value(
             f"of layout {value.layout}: return its .to_dense()."
         )
         raise TypeError(msg)
-    if value.dtype == x.dtype:
-        if value.dim() != _DIMENSIONS[check]:  # the check itself only to raise: 0.3 µs
-            check(tuple(value.shape), operator)
-        return value
-    check_real_output(value.dtype, operator)  # before the shape, as elsewhere
-    check(tuple(value.shape), operator)
-    return value.to(x.dtype)
+    if value.dtype != x.dtype:
+        check_real_output(value.dtype, operator)  # before the shape, as elsewhere
+        value = value.to(x.dtype)
+    if value.dim() != _DIMENSIONS[check]:  # the check itself only to raise: 0.3 µs
+        check(tuple(value.shape), operator)
+    return value
 
 
 _DIMENSIONS = {check_scalar_output: 0, check_vector_output: 1}
