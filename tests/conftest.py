@@ -11,6 +11,10 @@ from hypothesis import HealthCheck, settings
 # The references are float64, so JAX must compute in float64. Set before JAX is
 # imported anywhere in the test session; tests of the float32 path use a subprocess.
 os.environ["JAX_ENABLE_X64"] = "1"
+# Where JAX's default device is a GPU, each process of the suite's workers would
+# reserve most of its memory when JAX starts (XLA's preallocation), and the second
+# would run out: each takes what it uses instead.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from helpers import BACKEND_PARAMS  # after JAX's mode is set
 
