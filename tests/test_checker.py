@@ -135,6 +135,48 @@ def test_only_the_highest_derivative_may_be_returned(precision):
     assert {c.output for c in report.comparisons} == {"g", "H"}
 
 
+def test_float32_points_are_checked_in_float32():
+    """As a derivative function reads x: yours are called at the points in float32.
+
+    (The references may evaluate at nearby points in float64, which is only more
+    accurate.)
+    """
+    for case, derivatives in [
+        (SMOOTH, scalar_derivatives(SMOOTH)),
+        (SEVERAL_OUTPUTS, vector_derivatives(SEVERAL_OUTPUTS)),
+    ]:
+        points = points_near(case.point).astype(np.float32)
+        seen: dict[str, set] = {}
+
+        def recording(name, function, points=points, seen=seen):
+            def recorded(x):
+                if any(np.array_equal(x, point) for point in points):
+                    seen.setdefault(name, set()).add(x.dtype)
+                return function(x)
+
+            return recorded
+
+        mine = {
+            name: recording(name, computed_in("float32", derivative))
+            for name, derivative in derivatives.items()
+        }
+        func = computed_in("float32", case.value)
+        report = check_derivatives(func, mine, points)  # no warning: asked for
+        assert report.precision == "float32"
+        report.raise_if_failed()
+        assert seen == {name: {np.dtype(np.float32)} for name in derivatives}
+
+    def off(x):
+        hessian = SMOOTH.hessian(x)
+        hessian[1, 2] *= 1.01
+        return hessian
+
+    off32 = {"hessian_grad_and_value": computed_in("float32", off)}
+    point = SMOOTH.point.astype(np.float32)
+    (failure,) = failing(check_derivatives(SMOOTH.value, off32, point))
+    assert (failure.output, failure.where) == ("H", (1, 2))
+
+
 # Planted mistakes.
 
 
@@ -191,6 +233,20 @@ def test_catches_a_hessian_off_by_one_percent_in_one_entry(precision, whole):
         check(precision, SMOOTH.value, {"hessian_grad_and_value": off}, SMOOTH.point)
     )
     assert (failure.output, failure.where) == ("H", (1, 2))
+
+
+@pytest.mark.parametrize("returned", [2, 4])
+def test_catches_a_tuple_of_another_length_than_the_operators(returned):
+    """Neither the whole tuple nor the highest derivative alone: not checked as ok."""
+
+    def hessian_grad_and_value(x):
+        outputs = (SMOOTH.hessian(x), SMOOTH.grad(x), SMOOTH.value(x))
+        return (outputs + outputs)[:returned]
+
+    derivatives = {"hessian_grad_and_value": hessian_grad_and_value}
+    (failure,) = failing(check_derivatives(SMOOTH.value, derivatives, SMOOTH.point))
+    assert failure.output == "tuple"
+    assert failure.note == f"returned {returned} items, expected 3 or H alone"
 
 
 def test_catches_an_mhp_contracting_the_wrong_indices(precision):
@@ -254,10 +310,21 @@ def test_report_reads_as_a_table(precision):
             "unknown operator 'laplacian'",
         ),
         ({"derivatives": {"grad_and_value": 3}}, TypeError, "must be callable"),
-        ({"points": np.ones((1, 1, 4))}, ValueError, r"points must have shape"),
-        ({"points": np.ones((0, 4))}, ValueError, r"at least 1; got shape \(0, 4\)"),
-        ({"points": np.ones((2, 0))}, ValueError, r"at least 1; got shape \(2, 0\)"),
+        ({"points": np.ones((1, 1, 4))}, ValueError, r"points must be an array of"),
+        ({"points": np.ones((0, 4))}, ValueError, r"got an array of shape \(0, 4\)"),
+        ({"points": np.ones((2, 0))}, ValueError, r"got an array of shape \(2, 0\)"),
         ({"func": "f"}, TypeError, "func must be callable"),
+        (
+            {"points": np.array([True, False, True, True])},
+            TypeError,
+            r"points must be an array of real numbers .*dtype bool",
+        ),
+        (
+            {"points": np.ones(4, complex)},
+            TypeError,
+            r"points must be an array of real numbers .*dtype complex128",
+        ),
+        ({"points": ["a", "b"]}, TypeError, r"points must be an array of real"),
     ],
 )
 def test_bad_arguments(kwargs, error, message):

@@ -15,6 +15,7 @@ __all__ = [
     "NATIVE_FLOATS",
     "as_input_vector",
     "as_plain_array",
+    "as_points",
     "as_product_argument",
     "check_callable",
     "check_real_number",
@@ -212,6 +213,55 @@ def as_input_vector(
     if copy or not is_plain(array, frozenset((dtype,))):
         return np.array(array, dtype=dtype, order="C")
     return array
+
+
+def as_points(
+    value: Any, name: str = "X", size: int | None = None, one_point: bool = False
+) -> np.ndarray:
+    """Return ``value`` as a plain ``(k, n)`` floating-point array, a point per row.
+
+    Read as ``x`` is (:func:`as_input_vector`): float64 and float32 keep their
+    precision, integers become float64 and float16 float32, in any layout; anything
+    else is refused with an error naming ``name``.
+
+    Args:
+        value: The points.
+        name: What the caller calls them, for the error messages.
+        size: The length ``n`` of each point, or ``None`` for any.
+        one_point: Whether one point of shape ``(n,)`` is taken too, as ``k = 1``.
+
+    Returns:
+        The array, ``value`` itself where it is plain (:func:`is_plain`) and 2-D, a
+        new array otherwise.
+    """
+    form = "(n,) or (k, n)" if one_point else "(k, n)"
+    kind = "an array" if one_point else "a 2-D array"
+    # As x is read: a torch tensor's values, a masked array refused where entries
+    # are masked (their values would be used as they are).
+    array = _as_numpy(value, name, f"{kind} of real numbers")
+    try:
+        dtype = computation_dtype(array.dtype)
+    except TypeError:
+        msg = (
+            f"{name} must be {kind} of real numbers of shape {form}; got an array of "
+            f"dtype {array.dtype}."
+        )
+        raise TypeError(msg) from None
+    shape = array.shape
+    if one_point and array.ndim == 1:
+        array = array[np.newaxis]
+    if array.ndim != 2 or not array.shape[0] or not array.shape[1]:
+        msg = (
+            f"{name} must be {kind} of shape {form}, a point per row, with k and n "
+            f"at least 1; got {describe_shape(shape)}."
+        )
+        raise ValueError(msg)
+    if size is not None and array.shape[1] != size:
+        msg = f"{name} must have shape (k, {size}): a point per row; got {shape}."
+        raise ValueError(msg)
+    if is_plain(array, frozenset((dtype,))):
+        return array
+    return np.array(array, dtype=dtype, order="C")
 
 
 def check_vector_shape(shape: tuple[int, ...]) -> None:

@@ -28,12 +28,10 @@ from diffops.functions import (
 )
 from diffops.operators import OPERATORS
 from diffops.validation import (
-    _as_numpy,
+    as_points,
     as_product_argument,
     check_callable,
-    computation_dtype,
     describe_shape,
-    is_plain,
 )
 
 __all__ = ["BatchedProduct", "VectorizedDerivative", "vectorize"]
@@ -97,33 +95,6 @@ def _check_chunk_size(chunk_size: Any) -> int | None:
         msg = f"chunk_size must be a positive integer or None; got {chunk_size}."
         raise ValueError(msg)
     return int(chunk_size)
-
-
-def _as_points(X: Any, size: int | None) -> np.ndarray:
-    """``X`` as a plain ``(k, n)`` float array; errors name ``X`` and its shape."""
-    # As x is read: a torch tensor's values, a masked array refused where entries
-    # are masked (their values would be used as they are).
-    array = _as_numpy(X, "X", "a 2-D array of real numbers")
-    try:
-        dtype = computation_dtype(array.dtype)
-    except TypeError:
-        msg = (
-            "X must be a 2-D array of real numbers of shape (k, n); got an array of "
-            f"dtype {array.dtype}."
-        )
-        raise TypeError(msg) from None
-    if array.ndim != 2 or not array.shape[0] or not array.shape[1]:
-        msg = (
-            "X must be a 2-D array of shape (k, n), a point per row, with k and n at "
-            f"least 1; got {describe_shape(array.shape)}."
-        )
-        raise ValueError(msg)
-    if size is not None and array.shape[1] != size:
-        msg = f"X must have shape (k, {size}): a point per row; got {array.shape}."
-        raise ValueError(msg)
-    if is_plain(array, frozenset((dtype,))):
-        return array
-    return np.array(array, dtype=dtype, order="C")
 
 
 def _as_tuple(outputs: Any) -> tuple[Any, ...]:
@@ -219,7 +190,7 @@ class VectorizedDerivative:
         """The outputs at every row of ``X``, each with a leading axis of length k."""
         if type(X).__module__.split(".")[0] == "dask":
             return self._dask(X)
-        points = _as_points(X, getattr(self.derivative, "size", None))
+        points = as_points(X, "X", size=getattr(self.derivative, "size", None))
         if not self._vectorises:
             return self._looped(points)
         try:
