@@ -14,7 +14,7 @@ from helpers import derivative, installed
 import diffops
 from diffops import DIFF_OPS, autodiff_fallback
 from diffops.namespaces import array_namespace
-from diffops.operators import SCALAR_OPERATORS, VECTOR_OPERATORS
+from diffops.operators import OPERATORS, SCALAR_OPERATORS, VECTOR_OPERATORS
 
 
 @pytest.mark.parametrize("operator", SCALAR_OPERATORS)
@@ -175,6 +175,36 @@ def test_a_function_the_framework_cannot_differentiate_is_explained(
     assert raised.value.__cause__ is not None  # the framework's own, chained
     if (backend, mistake) == ("jax", "control flow"):  # JAX names what it traced
         assert f"tracing the function {func.__name__} at" in str(raised.value.__cause__)
+
+
+@pytest.mark.parametrize("operator", tuple(OPERATORS))
+def test_a_torch_function_changing_a_tensor_it_used_in_place_is_explained(operator):
+    """Its own mistake: at the call, not blamed on data changed after a product.
+
+    vjp_and_value's call runs no backward pass, so its product raises, and then
+    either may be the cause.
+    """
+    torch = pytest.importorskip("torch")
+
+    def c(x):
+        y = torch.sin(x)
+        y.mul_(y)  # sin's backward needs y as it was
+        return y if OPERATORS[operator].applies_to == "vector" else torch.sum(y)
+
+    function = derivative("torch", operator, c)
+
+    def called() -> None:
+        outputs = function(np.array([0.3, -0.7, 1.1]))
+        if operator == "vjp_and_value":
+            outputs[0](np.ones(3))
+
+    with pytest.raises(TypeError) as raised:
+        called()
+    message = str(raised.value)
+    assert re.search(r"changes a tensor in place after using it .*y = y \* y", message)
+    blamed = "after the product was made" in message
+    assert blamed == (operator == "vjp_and_value"), message
+    assert "modified by an inplace operation" in str(raised.value.__cause__)
 
 
 def test_jaxs_own_error_is_still_caught_as_with_jax_used_directly():

@@ -475,8 +475,16 @@ def _owned(value: Any) -> np.ndarray:
     return np.array(value.numpy()) if value.is_cpu else value.cpu().numpy()
 
 
+_APPLIED = "raised applying the product, after the call that made it"
+"""The note on a framework error a product raised, which :func:`_explain` reads."""
+
+
 def _apply_product(pullback: Pullback, argument: np.ndarray) -> Any:
-    return pullback(argument)
+    try:
+        return pullback(argument)
+    except RuntimeError as error:
+        error.add_note(_APPLIED)
+        raise
 
 
 def _explain(error: BaseException) -> str | None:
@@ -493,10 +501,20 @@ def _explain(error: BaseException) -> str | None:
     if isinstance(error, TypeError) and "unexpected keyword argument 'axis'" in text:
         return numpy_call  # NumPy's reductions call the tensor's with axis=
     if isinstance(error, RuntimeError) and "modified by an inplace operation" in text:
+        # In a product, what changed may be the function's own tensor (the call of
+        # vjp_and_value runs no backward pass) or data changed since the call.
+        if _APPLIED in getattr(error, "__notes__", ()):
+            return (
+                "a tensor PyTorch kept to compute the product was changed in place: "
+                "either it changes a tensor in place after using it (y.mul_(y), "
+                "y += 1, y[i] = v: compute a new one instead, y = y * y), or data it "
+                "reads (a model's parameters) was changed in place after the product "
+                "was made (make the product again after changing the data)."
+            )
         return (
-            "a tensor it reads (data, a model's parameters) was changed in place "
-            "after the product was made, and PyTorch kept that tensor to compute "
-            "the product: make the product again after changing the data."
+            "it changes a tensor in place after using it (y.mul_(y), y += 1, "
+            "y[i] = v), and PyTorch needs that tensor as it was to differentiate: "
+            "compute a new one instead (y = y * y, y = y + 1, torch.where)."
         )
     if isinstance(error, RuntimeError) and "in-place operation" in text:
         return (
