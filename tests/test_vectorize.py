@@ -484,3 +484,17 @@ def test_dask_x_chunked_across_its_columns_is_refused():
     X = da.from_array(points_for(case, k=6), chunks=(3, 2))
     with pytest.raises(ValueError, match=r"chunked along its first axis only.*rechunk"):
         vectorized(X)
+
+
+def test_a_framework_error_in_a_batch_of_products_is_explained_as_in_one():
+    """torch's vjp batch differentiates when applied: its error is said as a call's."""
+    torch = pytest.importorskip("torch")
+
+    def c(x):
+        y = torch.sin(x)
+        y.mul_(y)  # sin's backward needs y as it was
+        return y
+
+    vjps, _ = vectorize(derivative("torch", "vjp_and_value", c))(np.ones((2, 3)))
+    with pytest.raises(TypeError, match=r"changes a tensor in place after using it"):
+        vjps(np.ones((2, 3)))

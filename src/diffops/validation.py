@@ -27,6 +27,7 @@ __all__ = [
     "describe_shape",
     "is_plain",
     "output_shape",
+    "shape_of",
 ]
 
 
@@ -439,3 +440,23 @@ def check_vector_output(shape: tuple[int, ...], operator: str) -> None:
             f"{describe_shape(shape)}.{hint}"
         )
         raise TypeError(msg)
+
+
+def shape_of(value: Any) -> tuple[int, ...] | None:
+    """The shape of an array or nested list of numbers; ``None`` for anything else.
+
+    Args:
+        value: What a function returned or was given, such as a product's argument.
+
+    Returns:
+        Its shape, or ``None`` where it is no array of numbers (a ragged list, a
+        string, ``None``).
+    """
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    return array.shape if array.dtype.kind in "biuf" else None

@@ -32,6 +32,7 @@ from diffops.validation import (
     as_product_argument,
     check_callable,
     describe_shape,
+    shape_of,
 )
 
 __all__ = ["BatchedProduct", "VectorizedDerivative", "vectorize"]
@@ -141,18 +142,6 @@ def _numbers(output: Any, derivative: Any, index: int, row: int) -> np.ndarray:
         )
         raise TypeError(msg)
     return array
-
-
-def _shape_of(value: Any) -> tuple[int, ...] | None:
-    """The shape of an array or nested list of numbers; ``None`` for anything else."""
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        return tuple(shape)
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):
-        return None
-    return array.shape if array.dtype.kind in "biuf" else None
 
 
 class VectorizedDerivative:
@@ -421,7 +410,7 @@ class BatchedProduct:
         """Apply the products; the result has shape ``(k, n)``."""
         k = self._points.shape[0]
         name = "u" if len(self._shape) == 1 else "M"
-        given = _shape_of(argument)
+        given = shape_of(argument)
         if given == (k, *self._shape):
             shared, shape = False, given
         elif given == self._shape:
@@ -437,10 +426,18 @@ class BatchedProduct:
         argument = as_product_argument(argument, shape, self._dtype, name, self.name)
         if self._apply is None:
             return self._applied_each(argument, shared)
-        results = [
-            self._apply(state, argument if shared else argument[rows], shared)
-            for rows, state in self._states
-        ]
+        try:
+            results = [
+                self._apply(state, argument if shared else argument[rows], shared)
+                for rows, state in self._states
+            ]
+        except Exception as error:  # the framework's, said as the call would
+            derivative = self._vectorized.derivative
+            assert isinstance(derivative, DerivativeFunction)
+            explained = derivative._explained(error)
+            if explained is None:
+                raise
+            raise explained from error
         return np.concatenate(results)
 
     def _applied_each(self, argument: np.ndarray, shared: bool) -> np.ndarray:
