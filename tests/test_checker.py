@@ -21,6 +21,7 @@ from helpers import installed, run_python
 
 from diffops import DIFF_OPS
 from diffops.checker import DerivativeCheckError, DerivativeReport, check_derivatives
+from diffops.operators import OPERATORS
 
 rng = np.random.default_rng(11)
 
@@ -136,35 +137,35 @@ def test_only_the_highest_derivative_may_be_returned(precision):
 
 
 def test_float32_points_are_checked_in_float32():
-    """As a derivative function reads x: yours are called at the points in float32.
+    """As a derivative function reads x: func and yours are only called in float32.
 
-    (The references may evaluate at nearby points in float64, which is only more
-    accurate.)
+    So code that takes float32 alone (float32 weights, say) can be checked there.
     """
     for case, derivatives in [
         (SMOOTH, scalar_derivatives(SMOOTH)),
         (SEVERAL_OUTPUTS, vector_derivatives(SEVERAL_OUTPUTS)),
     ]:
-        points = points_near(case.point).astype(np.float32)
-        seen: dict[str, set] = {}
+        seen = {}
 
-        def recording(name, function, points=points, seen=seen):
-            def recorded(x):
-                if any(np.array_equal(x, point) for point in points):
-                    seen.setdefault(name, set()).add(x.dtype)
+        def float32_only(name, function, seen=seen):
+            def called(x):
+                seen.setdefault(name, set()).add(x.dtype)
+                assert x.dtype == np.float32, f"{name} called with {x.dtype}"
                 return function(x)
 
-            return recorded
+            return called
 
         mine = {
-            name: recording(name, computed_in("float32", derivative))
+            name: float32_only(name, computed_in("float32", derivative))
             for name, derivative in derivatives.items()
         }
-        func = computed_in("float32", case.value)
+        func = float32_only("func", computed_in("float32", case.value))
+        points = points_near(case.point).astype(np.float32)
         report = check_derivatives(func, mine, points)  # no warning: asked for
         assert report.precision == "float32"
         report.raise_if_failed()
-        assert seen == {name: {np.dtype(np.float32)} for name in derivatives}
+        float32 = {np.dtype(np.float32)}
+        assert seen == dict.fromkeys(["func", *derivatives], float32)
 
     def off(x):
         hessian = SMOOTH.hessian(x)
@@ -175,6 +176,20 @@ def test_float32_points_are_checked_in_float32():
     point = SMOOTH.point.astype(np.float32)
     (failure,) = failing(check_derivatives(SMOOTH.value, off32, point))
     assert (failure.output, failure.where) == ("H", (1, 2))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_points_are_left_as_they_were_by_a_func_writing_into_x(dtype):
+    def func(x):
+        value = np.sum(x**2) / 2
+        x[...] = np.nan  # the caller's points must not see this
+        return value
+
+    points = points_near(SMOOTH.point).astype(dtype)
+    before = points.copy()
+    derivatives = {"grad_and_value": lambda x: (x.copy(), np.sum(x**2) / 2)}
+    check_derivatives(func, derivatives, points).raise_if_failed()
+    np.testing.assert_array_equal(points, before)
 
 
 # Planted mistakes.
@@ -235,18 +250,31 @@ def test_catches_a_hessian_off_by_one_percent_in_one_entry(precision, whole):
     assert (failure.output, failure.where) == ("H", (1, 2))
 
 
-@pytest.mark.parametrize("returned", [2, 4])
-def test_catches_a_tuple_of_another_length_than_the_operators(returned):
+@pytest.mark.parametrize(
+    ("operator", "returned"),
+    [("hessian_grad_and_value", n) for n in (0, 2, 4)]
+    + [("mtp_hessian_grad_and_value", n) for n in (0, 3, 5)],
+)
+def test_catches_a_tuple_of_another_length_than_the_operators(operator, returned):
     """Neither the whole tuple nor the highest derivative alone: not checked as ok."""
+    whole = scalar_derivatives(SMOOTH)[operator]
 
-    def hessian_grad_and_value(x):
-        outputs = (SMOOTH.hessian(x), SMOOTH.grad(x), SMOOTH.value(x))
+    def derivative(x):
+        outputs = whole(x)
         return (outputs + outputs)[:returned]
 
-    derivatives = {"hessian_grad_and_value": hessian_grad_and_value}
+    derivatives = {operator: derivative}
     (failure,) = failing(check_derivatives(SMOOTH.value, derivatives, SMOOTH.point))
     assert failure.output == "tuple"
-    assert failure.note == f"returned {returned} items, expected 3 or H alone"
+    labels = OPERATORS[operator].labels
+    expected = f"expected {len(labels)} or {labels[0]} alone"
+    assert failure.note == f"returned {returned} items, {expected}"
+
+
+def test_catches_a_list_in_place_of_the_tuple():
+    derivatives = {"grad_and_value": lambda x: [SMOOTH.grad(x), SMOOTH.value(x)]}
+    (failure,) = failing(check_derivatives(SMOOTH.value, derivatives, SMOOTH.point))
+    assert failure.note == "got list, not an array"
 
 
 def test_catches_an_mhp_contracting_the_wrong_indices(precision):

@@ -43,7 +43,7 @@ import numpy as np
 from diffops import finite_differences
 from diffops.operators import DIFF_OPS, OPERATORS, Operator
 from diffops.registry import autodiff_fallback
-from diffops.validation import as_points
+from diffops.validation import as_points, shape_of
 
 __all__ = [
     "Comparison",
@@ -220,7 +220,7 @@ def _yours(
     shapes = {"g": (x.size,), "H": (x.size, x.size), "J": (m, x.size)}
     yours: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     for index, name in enumerate(operator.outputs[: len(returned)]):
-        if name in shapes and np.shape(returned[index]) == shapes[name]:
+        if name in shapes and shape_of(returned[index]) == shapes[name]:
             yours[name] = functools.partial(_output_at, derivative, index)
     return yours
 
@@ -260,7 +260,7 @@ def _finite_difference_outputs(
     jacobian = functools.partial(finite_differences.jacobian, epsilon=precision.epsilon)
 
     def value(y: np.ndarray) -> np.ndarray:
-        return np.asarray(func(y), float)
+        return np.asarray(func(y.copy()), float)  # a func may write into its x
 
     def first(y: np.ndarray) -> np.ndarray:  # g or J, from f
         return jacobian(value, y, steps[0])
@@ -393,7 +393,7 @@ def _precision_seen(
 def _applied(outputs: Any, argument: Any) -> list[Any]:
     """The outputs, the product (if any) applied to ``argument``."""
     applied = list(outputs) if isinstance(outputs, tuple) else [outputs]
-    if argument is not None and callable(applied[0]):
+    if argument is not None and applied and callable(applied[0]):
         applied[0] = applied[0](argument)
     return applied
 
@@ -522,7 +522,7 @@ def check_derivatives(
             raise TypeError(msg)
     # In their own precision, as a derivative function reads x: float32 points
     # check the float32 computation.
-    points = as_points(points, "points", one_point=True)
+    points = np.array(as_points(points, "points", one_point=True))  # not the caller's
     func = _noting(func, "func")
     derivatives = {
         name: _noting(derivative, f"your {name}")

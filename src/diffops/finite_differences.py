@@ -51,7 +51,8 @@ def jacobian(
 
     Args:
         func: Function of a 1-D array returning a scalar or an array.
-        x: Point, shape ``(n,)``.
+        x: Point, shape ``(n,)``. ``func`` is evaluated near it in its precision
+            where that is float32, and in float64 otherwise.
         step: Relative step. Differencing a function that is itself a difference
             (a gradient by differences, say) needs a larger one, such as ``1e-2``.
         epsilon: The relative rounding of ``func``'s values and of its reading of
@@ -62,7 +63,8 @@ def jacobian(
     Returns:
         Array of shape ``np.shape(func(x)) + (n,)``.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    x = x.astype(np.float32 if x.dtype == np.float32 else np.float64, copy=False)
     columns = []
     # A step beyond the domain gives NaN or inf, which the bound reports, not NumPy.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -79,7 +81,7 @@ def _derivative(
     epsilon: float | None,
 ) -> np.ndarray:
     """The derivative along ``x[i]``, with the scaled step or, far better, the other."""
-    size = abs(x[i])
+    size = abs(np.float64(x[i]))  # NumPy's: a step of 0 divides to inf
     estimate, bound = _extrapolated(func, x, i, step * max(1.0, size), epsilon)
     largest = float(np.max(np.abs(estimate), initial=0.0))
     if not bound <= _SMALL * largest and size != 1.0 and size > 0.0:
@@ -114,12 +116,13 @@ def _extrapolated(
                 rounding = _epsilon(ahead.dtype)
             values = float(np.max(np.abs(ahead), initial=0.0))
         difference = ahead.astype(np.float64, copy=False) - behind
-        estimates.append(difference / (2 * size))
+        # Over the step as taken, x[i] ± size rounded to x's precision.
+        estimates.append(difference / (np.float64(forward[i]) - backward[i]))
     fourth_order = [(4 * estimates[k + 1] - estimates[k]) / 3 for k in range(2)]
     estimate = (16 * fourth_order[1] - fourth_order[0]) / 15
     spread = float(np.max(np.abs(fourth_order[1] - fourth_order[0]), initial=0.0))
     slope = float(np.max(np.abs(estimate), initial=0.0))
-    bound = spread + rounding * (values + abs(x[i]) * slope) / (h / 4)
+    bound = spread + rounding * (values + abs(np.float64(x[i])) * slope) / (h / 4)
     return estimate, bound if np.isfinite(bound) else np.inf
 
 
