@@ -178,6 +178,22 @@ def test_float32_points_are_checked_in_float32():
     assert (failure.output, failure.where) == ("H", (1, 2))
 
 
+def test_float32_points_are_checked_at_float32_precision_whatever_comes_out():
+    """float32 x with float64 data: float64 outputs, float32 accuracy."""
+    w = np.array([1.5, -2.0, 0.7])
+
+    def f(x):
+        return np.sum(w * np.sin(x) * x**2)  # sin(x), x**2 in float32
+
+    def grad_and_value(x):
+        return w * (np.cos(x) * x**2 + 2 * x * np.sin(x)), f(x)
+
+    points = (3 * rng.standard_normal((3, 3))).astype(np.float32)
+    report = check_derivatives(f, {"grad_and_value": grad_and_value}, points)
+    assert report.precision == "float32"
+    report.raise_if_failed()
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_points_are_left_as_they_were_by_a_func_writing_into_x(dtype):
     def func(x):

@@ -139,7 +139,8 @@ class DerivativeReport:
         rtol: The relative tolerance used.
         atol: The absolute tolerance used.
         precision: The floating-point type the outputs were computed in,
-            ``"float64"`` or ``"float32"`` (the lower where they differ), which set
+            ``"float64"`` or ``"float32"`` (the lower where they differ, and
+            ``"float32"`` for float32 points, whatever the outputs' dtype), which set
             the steps of the differences and the default tolerances.
     """
 
@@ -529,6 +530,8 @@ def check_derivatives(
         for name, derivative in derivatives.items()
     }
     seen = _precision_seen(func, derivatives, points[0], reference)
+    if points.dtype == np.float32:  # computed from float32, whatever comes out
+        seen = "float32"
     precision = _PRECISIONS[seen]
     rtol = precision.rtol if rtol is None else rtol
     atol = precision.atol if atol is None else atol
