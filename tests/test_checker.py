@@ -767,13 +767,23 @@ def test_a_check_that_rounding_could_pass_is_inconclusive_and_fails():
     [
         (np.sin, np.cos, [3000.0, 1.0]),  # varies on a scale of 1 far from 0
         (np.sin, np.cos, [1000.0, 2000.0]),
+        # The step scaled to |x| spans periods: its differences agreed on a wrong
+        # value, failing the correct gradient (and passing a zero one at 1e8).
+        (np.sin, np.cos, [1e5, 1.0]),
+        (np.sin, np.cos, [1e7, 1e8]),
         (
             np.sqrt,
             lambda x: 0.5 / np.sqrt(x),
             [1e-4, 0.5, 2.0],
         ),  # near its domain's edge
     ],
-    ids=["sin at 3000", "sin at 1000 and 2000", "sqrt at 1e-4"],
+    ids=[
+        "sin at 3000",
+        "sin at 1000 and 2000",
+        "sin at 1e5",
+        "sin at 1e7 and 1e8",
+        "sqrt at 1e-4",
+    ],
 )
 def test_correct_derivatives_pass_far_from_the_origin_and_near_a_domain_edge(
     func, grad, point

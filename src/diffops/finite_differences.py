@@ -84,9 +84,16 @@ def _derivative(
     size = abs(np.float64(x[i]))  # NumPy's: a step of 0 divides to inf
     estimate, bound = _extrapolated(func, x, i, step * max(1.0, size), epsilon)
     largest = float(np.max(np.abs(estimate), initial=0.0))
-    if not bound <= _SMALL * largest and size != 1.0 and size > 0.0:
+    # Beyond 1, the scaled step may span periods of a function varying on a scale
+    # of 1 (sin at x = 10⁵), whose differences then agree on a wrong value: the
+    # step 'step' is always tried there, and taken where the two disagree by more
+    # than their bounds allow.
+    if (size > 1.0 or not bound <= _SMALL * largest) and size != 1.0 and size > 0.0:
         other, other_bound = _extrapolated(func, x, i, step * min(1.0, size), epsilon)
-        if other_bound < _FAR_BETTER * bound:
+        apart = float(np.max(np.abs(other - estimate), initial=0.0))
+        disagree = size > 1.0 and bool(np.isfinite(other_bound))
+        disagree = disagree and apart > bound + other_bound
+        if other_bound < _FAR_BETTER * bound or disagree:
             estimate = other
     return estimate
 
