@@ -103,6 +103,30 @@ def test_a_changed_constant_is_a_different_entry(directory: Path) -> None:
     assert len(_entries(directory)) == 3
 
 
+def test_constants_of_a_vector_function_are_told_apart_to_the_last_bit(
+    directory: Path,
+) -> None:
+    """An array's printed form rounds to 15 digits; the key writes each entry exactly.
+
+    c(x) = (x₀^a, x₁): ∂J₀₀/∂x₀ = a (a - 1) x₀^(a-2), where a - 1 is a few ulps and
+    x₀ tiny, so a constant one ulp apart changes the product by a factor of 3.
+    """
+    x = np.array([1e-200, 1.0])
+    M = np.array([[1.0, 0.0], [0.0, 0.0]])
+
+    def powered(a: float) -> Callable[..., Any]:
+        @symnum.numpify(2)
+        def c(x: Any) -> Any:
+            return snp.array([x[0] ** a, x[1]])
+
+        return c
+
+    for a in (1 + 2**-52, 1 + 3 * 2**-52):
+        mhp, _, _ = symnum_backend.mhp_jacobian_and_value(powered(a))(x)
+        np.testing.assert_allclose(mhp(M)[0], a * (a - 1) * x[0] ** (a - 2), rtol=1e-6)
+    assert len(_entries(directory)) == 2
+
+
 def test_the_same_expression_under_another_name_shares_the_entry(
     directory: Path,
 ) -> None:

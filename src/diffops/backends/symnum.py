@@ -94,18 +94,19 @@ def _cache_key(operator: str, length: int, expression: Any) -> str:
 
     The traced expression, not the function's name or source, so that a changed
     constant or closure is never served the old code; and the versions of what
-    generated it.
+    generated it. An array's entries are each written out by :func:`sympy.srepr`,
+    whose numbers are exact: the array's own printed form rounds them to 15 digits.
     """
     versions = {name: importlib.metadata.version(name) for name in _GENERATORS}
-    return json.dumps(
-        {
-            "operator": operator,
-            "n": length,
-            "expression": sympy.srepr(expression),
-            "versions": versions,
-        },
-        sort_keys=True,
-    )
+    if isinstance(expression, SymbolicArray):
+        written = {
+            "shape": [int(size) for size in expression.shape],
+            "entries": [sympy.srepr(entry) for entry in expression.flat],
+        }
+    else:
+        written = {"entry": sympy.srepr(expression)}
+    key = {"operator": operator, "n": length, "expression": written}
+    return json.dumps({**key, "versions": versions}, sort_keys=True)
 
 
 _GENERATORS = ("diffops", "symnum", "sympy")
