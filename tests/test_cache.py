@@ -380,3 +380,51 @@ def test_the_cache_command_says_when_the_cache_is_off(
     for action in ([], ["clear"]):
         assert main(["cache", *action]) == 0
         assert "the cache is off" in capsys.readouterr().out
+
+
+def test_a_pipe_or_a_huge_file_at_an_entry_is_not_read(directory: Path) -> None:
+    """Opening a pipe for reading would block; reading a huge file would fill memory."""
+    directory.mkdir()
+    key = symnum_backend._cache_key(
+        "grad_and_value", 3, symnum_backend._expression(_scaled(2.0), 3)
+    )
+    path = cache._path(directory, key)
+    os.mkfifo(path)
+    assert cache.load(key) is None  # at once: not blocked on the pipe
+    _check_grad(2.0)  # built, and the pipe replaced by the entry
+    assert stat.S_ISREG(path.stat().st_mode)
+    with no_generation():
+        _check_grad(2.0)
+    entry = path.read_text()
+    with open(path, "r+") as file:  # the same entry, made 1 GiB long (sparse)
+        file.truncate(1024**3)
+    assert cache.load(key) is None
+    path.write_text(entry)
+    assert cache.load(key) is not None
+
+
+def test_the_cache_command_says_what_it_could_not_do(
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An entry that cannot be removed, a directory that cannot be read: status 1."""
+    _check_grad(2.0)
+    _check_grad(3.0)
+
+    def refuse(path: Path, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "unlink", refuse)
+        assert main(["cache", "clear"]) == 1
+    err = capsys.readouterr().err
+    assert "removed 0 entries; could not remove 2 files: [Errno 13]" in err
+    assert len(_entries(directory)) == 2
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "iterdir", refuse)
+        for action in ([], ["clear"]):
+            assert main(["cache", *action]) == 1
+            assert f"diffops cache: {directory}: [Errno 13]" in capsys.readouterr().err
+    assert main(["cache", "clear"]) == 0
+    assert _entries(directory) == []

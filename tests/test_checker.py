@@ -452,6 +452,10 @@ def wrong_grad(x):
 def raising_grad(x):
     return 1 / 0
 
+def exiting_grad(x):
+    import sys
+    sys.exit(0)
+
 def jax_f(x):
     import jax.numpy as jnp
     return jnp.sum(jnp.sin(x) * x**2)
@@ -523,6 +527,22 @@ def test_command_line_says_in_one_paragraph_what_raised(model_file, capsys):
     assert "Traceback" not in err
     assert run_check(*arguments, "--debug") == 2  # the status says what happened
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_command_line_fails_a_check_that_calls_sys_exit(model_file, tmp_path, capsys):
+    """sys.exit(0) in your code is no pass: it ends the check, which says so."""
+    arguments = [f"{model_file}:f", "--derivative",
+                 f"grad_and_value={model_file}:exiting_grad", "--dim", "3"]  # fmt: skip
+    assert run_check(*arguments) == 2
+    err = capsys.readouterr().err
+    assert "sys.exit(0) was called (raised by your grad_and_value)" in err
+    exiting = tmp_path / "exiting.py"
+    exiting.write_text("import sys\nsys.exit(0)\n")
+    arguments = [f"{exiting}:f", "--derivative", f"grad_and_value={exiting}:g",
+                 "--dim", "3"]  # fmt: skip
+    assert run_check(*arguments) == 2
+    err = capsys.readouterr().err
+    assert "could not run the file: sys.exit(0) was called" in err
 
 
 def test_command_line_names_the_file_that_raised_as_it_was_run(tmp_path, capsys):

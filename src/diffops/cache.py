@@ -14,8 +14,9 @@ code is made again).
 Entries are written to a temporary file and renamed, so that processes making the same
 code at once all succeed, and readable by their user only, since their code is run.
 
-The cache lies in ``DIFFOPS_CACHE_DIR`` if that is set, otherwise in the platform's
-user cache directory; ``DIFFOPS_NO_CACHE=1`` turns it off: nothing is read or written.
+The cache lies in ``DIFFOPS_CACHE_DIR`` if that is set (and not empty), otherwise in
+the platform's user cache directory; ``DIFFOPS_NO_CACHE=1`` turns it off: nothing is
+read or written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,15 +40,17 @@ _ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.json")
 """An entry's file name: the SHA-256 of its key. Nothing else is diffops'."""
 _OFF = ("", "0", "false", "no", "off")
 """Values of ``DIFFOPS_NO_CACHE`` that leave the cache on."""
+_LARGEST = 256 * 1024**2
+"""The largest entry read, in bytes: anything larger is not one diffops wrote."""
 
 
 def cache_directory() -> Path | None:
     """Where the cache lies, or ``None`` where ``DIFFOPS_NO_CACHE`` turns it off.
 
     Returns:
-        ``DIFFOPS_CACHE_DIR`` if set, else the platform's user cache directory for
-        diffops; ``None`` if ``DIFFOPS_NO_CACHE`` is set to anything but ``0``,
-        ``false``, ``no``, ``off`` or the empty string.
+        ``DIFFOPS_CACHE_DIR`` if set and not empty, else the platform's user cache
+        directory for diffops; ``None`` if ``DIFFOPS_NO_CACHE`` is set to anything
+        but ``0``, ``false``, ``no``, ``off`` or the empty string.
     """
     if os.environ.get("DIFFOPS_NO_CACHE", "").strip().lower() not in _OFF:
         return None
@@ -83,8 +87,9 @@ def load(key: str) -> dict[str, Any] | None:
     """The payload stored under ``key``, or ``None``.
 
     ``None`` also where the cache is off, or the entry is missing, unreadable, not
-    JSON, records another key, does not match the digest it records, or is not this
-    user's own (owned by another user or writable by others).
+    a regular file (a pipe would block the read), over 256 MiB, not JSON, records
+    another key, does not match the digest it records, or is not this user's own
+    (owned by another user or writable by others).
 
     Args:
         key: What the payload computes, as a string.
@@ -96,8 +101,18 @@ def load(key: str) -> dict[str, Any] | None:
     if directory is None:
         return None
     try:
-        with open(_path(directory, key), encoding="utf-8") as file:
-            if not _private(os.fstat(file.fileno())):
+        # Not blocking where the entry's name is a pipe, as opening one for reading
+        # would; the file is then refused as not regular.
+        descriptor = os.open(
+            _path(directory, key), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+        )
+        with open(descriptor, encoding="utf-8") as file:
+            status = os.fstat(file.fileno())
+            if not (
+                stat.S_ISREG(status.st_mode)
+                and status.st_size <= _LARGEST
+                and _private(status)
+            ):
                 return None
             entry = json.loads(file.read())
     except (OSError, ValueError, RecursionError):  # the last: nested too deep
@@ -160,6 +175,9 @@ def summary() -> CacheSummary:
 
     Returns:
         The :class:`CacheSummary`.
+
+    Raises:
+        OSError: Where the cache directory cannot be read.
     """
     directory = cache_directory()
     files = [file for file in _files(directory) if _ENTRY_NAME.fullmatch(file.name)]
@@ -181,13 +199,26 @@ def clear() -> int:
 
     Returns:
         How many entries were removed.
+
+    Raises:
+        OSError: Where the cache directory cannot be read, or an entry cannot be
+            removed (the others are removed first), saying how many were.
     """
     prefix, suffix = _TEMPORARY
-    removed = 0
+    removed, failures = 0, []
     for file in _files(cache_directory()):
         entry = _ENTRY_NAME.fullmatch(file.name) is not None
         if entry or (file.name.startswith(prefix) and file.name.endswith(suffix)):
-            with contextlib.suppress(OSError):
+            try:
                 file.unlink()
-                removed += entry
+            except FileNotFoundError:  # removed meanwhile, by another process
+                continue
+            except OSError as error:
+                failures.append(error)
+                continue
+            removed += entry
+    if failures:
+        files = "a file" if len(failures) == 1 else f"{len(failures)} files"
+        msg = f"removed {removed} entries; could not remove {files}: {failures[0]}"
+        raise OSError(msg)
     return removed

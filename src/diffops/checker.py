@@ -359,7 +359,7 @@ def _noting(function: Callable[..., Any], what: str) -> Callable[..., Any]:
     def noted(*args: Any) -> Any:
         try:
             return function(*args)
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             if not any(note.startswith("raised by ") for note in _notes(error)):
                 error.add_note(f"raised by {what}")
             raise

@@ -260,14 +260,22 @@ def _load(spec: str, argument: str) -> Callable[..., Any]:
     sys.modules.setdefault(module_spec.name, module)
     try:
         module_spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit in it is no verdict of ours
         error.add_note(f"raised while running {path}")
-        raise
+        raise _Raised(error) from error
     function: Callable[..., Any] | None = getattr(module, name, None)
     if not callable(function):
         msg = f"{argument}: {path!r} has no function {name!r}"
         raise ValueError(msg)
     return function
+
+
+class _Raised(Exception):  # noqa: N818 (it carries, rather than is, the error)
+    """What the user's code raised, ``SystemExit`` included, for :func:`_failed`."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def _turn_on_jax_float64() -> bool:
@@ -282,13 +290,22 @@ def _turn_on_jax_float64() -> bool:
     return True
 
 
-def _failed(arguments: argparse.Namespace, what: str, error: Exception) -> int:
-    """Say in one paragraph what raised (the traceback with ``--debug``); status 2."""
+def _failed(arguments: argparse.Namespace, what: str, error: BaseException) -> int:
+    """Say in one paragraph what raised (the traceback with ``--debug``); status 2.
+
+    ``SystemExit`` too, where the user's code calls ``sys.exit``: a check that ends
+    so has not passed, whatever the exit status asked for.
+    """
+    if isinstance(error, _Raised):
+        error = error.error
     if arguments.debug:
         traceback.print_exception(error)
     notes = "; ".join(getattr(error, "__notes__", ()))
+    said = f"{type(error).__name__}: {error}"
+    if isinstance(error, SystemExit):
+        said = f"sys.exit({error.code!r}) was called"
     print(
-        f"diffops check: {what}: {type(error).__name__}: {error}"
+        f"diffops check: {what}: {said}"
         + (f" ({notes})" if notes else "")
         + ("" if arguments.debug else "\n(--debug shows the traceback.)"),
         file=sys.stderr,
@@ -347,7 +364,7 @@ def _check(arguments: argparse.Namespace) -> int:
                 atol=arguments.atol,
                 seed=arguments.seed,
             )
-    except Exception as error:  # the user's code, or its differentiation, failed
+    except (Exception, SystemExit) as error:  # the user's code, or differentiating it
         return _failed(
             arguments,
             f"could not evaluate the derivatives at x of shape ({arguments.dim},)",
@@ -382,12 +399,16 @@ def _cache(arguments: argparse.Namespace) -> int:
     if directory is None:
         print("the cache is off (DIFFOPS_NO_CACHE is set)")
         return 0
-    if arguments.action == "clear":
-        removed = cache.clear()
-        entries = "entry" if removed == 1 else "entries"
-        print(f"removed {removed} {entries} from {directory}")
-        return 0
-    found = cache.summary()
+    try:
+        if arguments.action == "clear":
+            removed = cache.clear()
+            entries = "entry" if removed == 1 else "entries"
+            print(f"removed {removed} {entries} from {directory}")
+            return 0
+        found = cache.summary()
+    except OSError as error:  # a directory it may not read, entries it cannot remove
+        print(f"diffops cache: {directory}: {error}", file=sys.stderr)
+        return 1
     origin = "DIFFOPS_CACHE_DIR" if os.environ.get("DIFFOPS_CACHE_DIR") else "default"
     print(f"location  {found.directory} ({origin})")
     print(f"entries   {found.entries}")
