@@ -428,3 +428,8 @@ def test_the_cache_command_says_what_it_could_not_do(
             assert f"diffops cache: {directory}: [Errno 13]" in capsys.readouterr().err
     assert main(["cache", "clear"]) == 0
     assert _entries(directory) == []
+    directory.rmdir()
+    directory.write_text("")  # DIFFOPS_CACHE_DIR names a file: nothing is cached
+    for action in ([], ["clear"]):
+        assert main(["cache", *action]) == 1
+        assert "not a directory, so nothing is cached" in capsys.readouterr().err

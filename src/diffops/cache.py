@@ -185,9 +185,17 @@ def summary() -> CacheSummary:
 
 
 def _files(directory: Path | None) -> list[Path]:
-    """The files in ``directory``, none where it is off or missing."""
-    if directory is None or not directory.is_dir():
+    """The files in ``directory``, none where it is off or missing.
+
+    Raises:
+        NotADirectoryError: Where something else lies at the cache's place (a file),
+            so that nothing can be cached.
+    """
+    if directory is None or not directory.exists():
         return []
+    if not directory.is_dir():
+        msg = f"not a directory, so nothing is cached: {directory}"
+        raise NotADirectoryError(msg)
     return sorted(file for file in directory.iterdir() if file.is_file())
 
 
