@@ -434,10 +434,7 @@ class BatchedProduct:
         except Exception as error:  # the framework's, said as the call would
             derivative = self._vectorized.derivative
             assert isinstance(derivative, DerivativeFunction)
-            explained = derivative._explained(error)
-            if explained is None:
-                raise
-            raise explained from error
+            derivative._raise_explained(error)
         return np.concatenate(results)
 
     def _applied_each(self, argument: np.ndarray, shared: bool) -> np.ndarray:

@@ -576,10 +576,7 @@ class _CompiledDerivativeFunction(DerivativeFunction):
             else:  # _SEPARATE
                 outputs = _numpy_outputs(compiled.separate(x))
         except Exception as error:
-            explained = self._explained(error)
-            if explained is None:
-                raise
-            raise explained from error
+            self._raise_explained(error)
         if compiled.product is None:
             return outputs
         state = _FromPoint(compiled.product, x)

@@ -757,10 +757,7 @@ class _TapeDerivativeFunction(DerivativeFunction):
         try:
             outputs = self._transform(self.func, leaf)
         except Exception as error:
-            explained = self._explained(error)
-            if explained is None:
-                raise
-            raise explained from error
+            self._raise_explained(error)
         arrays = []
         for output in outputs[product:]:  # after the product's state; no frame
             # _owned, inline, on the CPU. A gradient may still require grad where
