@@ -523,7 +523,7 @@ def check_derivatives(
             raise TypeError(msg)
     # In their own precision, as a derivative function reads x: float32 points
     # check the float32 computation.
-    points = np.array(as_points(points, "points", one_point=True))  # not the caller's
+    points = as_points(points, "points", one_point=True, copy=True)  # ours to pass
     func = _noting(func, "func")
     derivatives = {
         name: _noting(derivative, f"your {name}")

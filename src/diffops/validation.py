@@ -217,7 +217,11 @@ def as_input_vector(
 
 
 def as_points(
-    value: Any, name: str = "X", size: int | None = None, one_point: bool = False
+    value: Any,
+    name: str = "X",
+    size: int | None = None,
+    one_point: bool = False,
+    copy: bool = False,
 ) -> np.ndarray:
     """Return ``value`` as a plain ``(k, n)`` floating-point array, a point per row.
 
@@ -230,10 +234,12 @@ def as_points(
         name: What the caller calls them, for the error messages.
         size: The length ``n`` of each point, or ``None`` for any.
         one_point: Whether one point of shape ``(n,)`` is taken too, as ``k = 1``.
+        copy: Whether the array returned must be one the caller owns, even where
+            ``value`` needs no conversion.
 
     Returns:
-        The array, ``value`` itself where it is plain (:func:`is_plain`) and 2-D, a
-        new array otherwise.
+        The array, ``value`` itself (or a view of it) where it is plain
+        (:func:`is_plain`) and no copy is asked, a new array otherwise.
     """
     form = "(n,) or (k, n)" if one_point else "(k, n)"
     kind = "an array" if one_point else "a 2-D array"
@@ -260,9 +266,9 @@ def as_points(
     if size is not None and array.shape[1] != size:
         msg = f"{name} must have shape (k, {size}): a point per row; got {shape}."
         raise ValueError(msg)
-    if is_plain(array, frozenset((dtype,))):
-        return array
-    return np.array(array, dtype=dtype, order="C")
+    if copy or not is_plain(array, frozenset((dtype,))):
+        return np.array(array, dtype=dtype, order="C")
+    return array
 
 
 def check_vector_shape(shape: tuple[int, ...]) -> None:
