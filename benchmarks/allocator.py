@@ -25,7 +25,7 @@ import functools
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ BY_HAND = {"jax": "jit composite", "torch": "autograd.grad"}
 
 
 def per_call(
-    calls: dict[str, Callable[[], Any]], batch: int = 20
+    calls: Mapping[str, Callable[[], Any]], batch: int = 20
 ) -> dict[str, tuple[float, float]]:
     """Median µs per call and page faults per call, of each form, timed in turn.
 

@@ -78,7 +78,7 @@ def measure(name: str, func: Callable[[Any], Any], n: int) -> None:
 
 def main() -> None:
     """Measure each function, JAX dispatching on the calling thread."""
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    jax.config.update("jax_cpu_enable_async_dispatch", False)  # type: ignore[no-untyped-call]
     print("µs per call, by hand: 'jit composite' keeps residuals, the other does not")
     constraints = array_namespace("jax")
     for n in (30, 1000):

@@ -33,7 +33,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -506,7 +506,7 @@ def _seconds(call: Callable[[], Any], times: int = 1) -> float:
 
 
 def _interleaved(
-    calls: dict[str, Callable[[], Any]], repeats: int, seconds: float
+    calls: Mapping[str, Callable[[], Any]], repeats: int, seconds: float
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Median and minimum microseconds per call, variants timed in turn.
 
