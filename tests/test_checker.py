@@ -19,7 +19,7 @@ from functions import (
 )
 from helpers import installed, run_python
 
-from diffops import DIFF_OPS
+from diffops import DIFF_OPS, finite_differences
 from diffops.checker import DerivativeCheckError, DerivativeReport, check_derivatives
 from diffops.operators import OPERATORS
 
@@ -858,6 +858,100 @@ def test_correct_derivatives_pass_where_a_small_step_would_round_to_nothing():
     # 1e-4 gave an error of 2).
     assert all(c.ok or c.inconclusive for c in report.comparisons), report
     assert report.comparisons[0].max_abs_error < 0.1
+
+
+@pytest.mark.parametrize(
+    ("func", "grad", "x0"),
+    [
+        (np.log, lambda x: 1 / x, 1e-3),  # the scaled step reaches 0: not finite
+        (np.log, lambda x: 1 / x, 2e-3),  # finite, but off by 5e-5 relative
+        (np.sqrt, lambda x: 0.5 / np.sqrt(x), 1.7e-3),
+        (lambda x: 1 / x, lambda x: -1 / x**2, 5e-4),
+    ],
+    ids=["log at 1e-3", "log at 2e-3", "sqrt at 1.7e-3", "1/x at 5e-4"],
+)
+def test_correct_derivatives_pass_a_step_away_from_a_domain_edge(func, grad, x0):
+    # The scaled step (1e-3) reaches to or near the edge; the step scaled down by
+    # |x| is tried where the scaled one's bound is not small, or not finite.
+    def f(x):
+        return np.sum(func(x))
+
+    point = [x0, 1.0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        report = check_derivatives(
+            f, {"grad_and_value": lambda x: (grad(x), f(x))}, point
+        )
+        wrong = check_derivatives(
+            f, {"grad_and_value": lambda x: (1.001 * grad(x), f(x))}, point
+        )
+    assert report.ok, report
+    assert not wrong.ok
+    assert not any(c.inconclusive for c in wrong.comparisons), wrong
+
+
+def test_the_differences_own_bound_makes_a_comparison_inconclusive_not_a_failure():
+    # float32 sin at |x| ~ 100: the scaled step (5) spans most of a period and its
+    # estimate is 3 % off, within the bound it gives (0.8); near tan's pole no step
+    # can follow the function. A correct derivative is then inconclusive, never a
+    # FAIL; one wrong by 1 % of the largest entry never passes.
+    def sines(x):
+        return np.sum(np.sin(x)) + np.float32(0.01) * np.sum(x) ** 2
+
+    def sines_grad(x, error=0.0):
+        g = np.cos(x) + np.float32(0.02) * np.sum(x)
+        g[1] += np.float32(error) * np.max(np.abs(g))
+        return g, sines(x)
+
+    point = np.array([-80.19314575195312, -132.43589782714844, -24.836162567138672])
+    point = point.astype(np.float32)
+    report = check_derivatives(sines, {"grad_and_value": sines_grad}, point)
+    assert not report.ok
+    assert all(c.ok or c.inconclusive for c in report.comparisons), report
+    assert "the differences may be off by" in str(report)
+    wrong = check_derivatives(
+        sines, {"grad_and_value": lambda x: sines_grad(x, 0.01)}, point
+    )
+    assert not wrong.ok
+
+    def tangents(x):
+        return np.sum(np.tan(x))
+
+    near_pole = [np.pi / 2 - 1e-3, 0.5]
+    report = check_derivatives(
+        tangents,
+        {"grad_and_value": lambda x: (1 / np.cos(x) ** 2, tangents(x))},
+        near_pole,
+    )
+    assert all(c.ok or c.inconclusive for c in report.comparisons), report
+    assert report.comparisons[0].inconclusive
+
+
+def test_the_bound_of_finite_differences_holds():
+    # Against hand-derived derivatives: each entry's error is within its bound, in
+    # float64 and float32, near a domain edge, far out, and where no step follows
+    # (not where x is so large that no step of x's precision resolves sin, 1e5 in
+    # float32 with the default step, which docs/checking.md states).
+    cases = [
+        (np.log, lambda x: 1 / x, [2e-3, 1.0, 30.0], (np.float64, np.float32)),
+        (np.sin, np.cos, [100.0, 3000.0, 1e5], (np.float64,)),
+        (np.sin, np.cos, [10.0, 100.0, 300.0], (np.float32,)),
+        (np.exp, np.exp, [-3.0, 0.5, 13.6], (np.float64, np.float32)),
+        (
+            np.tan,
+            lambda x: 1 / np.cos(x) ** 2,
+            [np.pi / 2 - 1e-3, 0.2, 1.0],
+            (np.float64, np.float32),
+        ),
+    ]
+    for func, grad, point, dtypes in cases:
+        for dtype in dtypes:
+            x = np.asarray(point, dtype)
+            estimate, bound = finite_differences.jacobian_and_bound(
+                lambda y, func=func: np.sum(func(y)), x
+            )
+            wanted = grad(x.astype(np.float64))
+            assert estimate.shape == bound.shape == x.shape
+            assert np.all(np.abs(estimate - wanted) <= bound), (func, dtype)
 
 
 def test_a_smaller_step_is_taken_only_where_it_is_far_better():
