@@ -293,6 +293,21 @@ def test_catches_a_list_in_place_of_the_tuple():
     assert failure.note == "got list, not an array"
 
 
+def test_catches_complex_outputs_whose_real_part_is_right():
+    # NumPy would drop the imaginary part (with a ComplexWarning) and compare the
+    # real part, which is right: a 100 % error would pass.
+    def complex_grad(x):
+        return SMOOTH.grad(x) * (1 + 1j), SMOOTH.value(x) + 5j
+
+    report = check_derivatives(
+        SMOOTH.value, {"grad_and_value": complex_grad}, SMOOTH.point
+    )
+    assert not report.ok
+    assert [c.note for c in report.comparisons] == [
+        "got complex values (complex128), not real"
+    ] * 2
+
+
 def test_catches_an_mhp_contracting_the_wrong_indices(precision):
     correct = vector_derivatives(SEVERAL_OUTPUTS, square_jacobian)[
         "mhp_jacobian_and_value"

@@ -303,11 +303,12 @@ def _finite_difference_outputs(
     arrays = {"v": value, "g": first, "J": first, "H": hessian}
     accuracy = {"v": _EXACT, "g": _Accuracy(1, _largest(f))}
     accuracy["J"] = accuracy["g"]
-    accuracy["H"] = (
-        _Accuracy(1, _largest(yours["g"](x)))
-        if "g" in yours
-        else _Accuracy(2, _largest(f))
-    )
+    if "H" in operator.outputs:  # your g evaluated only where H is differenced
+        accuracy["H"] = (
+            _Accuracy(1, _largest(yours["g"](x)))
+            if "g" in yours
+            else _Accuracy(2, _largest(f))
+        )
     names = [name for name in operator.outputs if name in arrays]
     outputs: list[Any] = [arrays[name](x) for name in names]
     accuracies = [accuracy[name] for name in names]
@@ -440,6 +441,9 @@ def _compare(
     bound: Any = 0.0,
 ) -> Comparison:
     try:
+        if np.iscomplexobj(actual):  # NumPy would drop the imaginary part
+            note = f"got complex values ({np.asarray(actual).dtype}), not real"
+            return Comparison(operator, point, name, np.inf, np.inf, (), False, note)
         actual = np.asarray(actual, dtype=float)
     except (TypeError, ValueError):
         note = f"got {type(actual).__name__}, not an array"
