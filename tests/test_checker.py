@@ -509,6 +509,26 @@ def test_command_line_passes_correct_derivatives(model_file, capsys):
     assert "all outputs match" in capsys.readouterr().out
 
 
+def test_command_line_runs_a_file_named_several_times_once(tmp_path, capsys):
+    # Module-level data drawn at random: run again for each FILE.py:NAME, f and
+    # its gradient saw different W, and the correct gradient failed.
+    model = tmp_path / "drawn.py"
+    model.write_text(
+        "import numpy as np\n"
+        "W = np.random.default_rng().standard_normal(3)\n"
+        "print('ran', flush=True)\n"
+        "def f(x): return np.sum(W * np.sin(x))\n"
+        "def grad(x): return W * np.cos(x), f(x)\n"
+        "def hessian(x): return -np.diag(W * np.sin(x)), *grad(x)\n"
+    )
+    status = run_check(f"{model}:f", "--derivative", f"grad_and_value={model}:grad",
+                       "--derivative", f"hessian_grad_and_value={model}:hessian",
+                       "--dim", "3")  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert out.count("ran") == 1
+
+
 def test_command_line_fails_wrong_derivatives(model_file, capsys):
     status = run_check(f"{model_file}:f", "--derivative",
                        f"grad_and_value={model_file}:wrong_grad", "--dim", "3",

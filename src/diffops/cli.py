@@ -11,6 +11,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from diffops.registry import DIFF_OPS, REGISTERED_BACKENDS, get_backend
@@ -237,8 +238,15 @@ def _bench(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _load(spec: str, argument: str) -> Callable[..., Any]:
-    """The object named by ``FILE.py:NAME``; ``ValueError`` saying what is wrong."""
+def _load(
+    spec: str, argument: str, modules: dict[Path, ModuleType]
+) -> Callable[..., Any]:
+    """The object named by ``FILE.py:NAME``; ``ValueError`` saying what is wrong.
+
+    Each file is run once, into ``modules`` (by its resolved path): ``f`` and its
+    derivatives named in one file see the same module-level data, drawn at random
+    or loaded, as they would imported.
+    """
     path, _, name = spec.rpartition(":")
     if not path or not name:
         msg = f"{argument} must be FILE.py:NAME; got {spec!r}"
@@ -246,6 +254,18 @@ def _load(spec: str, argument: str) -> Callable[..., Any]:
     if not Path(path).is_file():
         msg = f"{argument}: no file {path!r}"
         raise ValueError(msg)
+    resolved = Path(path).resolve()
+    if resolved not in modules:
+        modules[resolved] = _run_file(path, argument)
+    function: Callable[..., Any] | None = getattr(modules[resolved], name, None)
+    if not callable(function):
+        msg = f"{argument}: {path!r} has no function {name!r}"
+        raise ValueError(msg)
+    return function
+
+
+def _run_file(path: str, argument: str) -> ModuleType:
+    """The module that running the file at ``path`` makes."""
     module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     if module_spec is None or module_spec.loader is None:
         msg = f"{argument}: {path!r} is not a Python file"
@@ -263,11 +283,7 @@ def _load(spec: str, argument: str) -> Callable[..., Any]:
     except (Exception, SystemExit) as error:  # sys.exit in it is no verdict of ours
         error.add_note(f"raised while running {path}")
         raise _Raised(error) from error
-    function: Callable[..., Any] | None = getattr(module, name, None)
-    if not callable(function):
-        msg = f"{argument}: {path!r} has no function {name!r}"
-        raise ValueError(msg)
-    return function
+    return module
 
 
 class _Raised(Exception):  # noqa: N818 (it carries, rather than is, the error)
@@ -327,7 +343,8 @@ def _check(arguments: argparse.Namespace) -> int:
             parser.error(f"--{name} must be a non-negative number; got {tolerance}")
     turned_on = _turn_on_jax_float64()
     try:
-        func = _load(arguments.function, "FUNCTION")
+        modules: dict[Path, ModuleType] = {}
+        func = _load(arguments.function, "FUNCTION", modules)
         derivatives = {}
         for item in arguments.derivative:
             operator, equals, spec = item.partition("=")
@@ -338,7 +355,7 @@ def _check(arguments: argparse.Namespace) -> int:
                 )
             if operator in derivatives:
                 parser.error(f"--derivative {operator} is given twice")
-            derivatives[operator] = _load(spec, f"--derivative {operator}")
+            derivatives[operator] = _load(spec, f"--derivative {operator}", modules)
     except ValueError as error:
         parser.error(str(error))
     except Exception as error:  # the user's file raised as it was run
