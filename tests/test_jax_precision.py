@@ -82,6 +82,29 @@ def test_float64_input_warns_once_how_to_enable_x64(backend):
 
 
 @pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
+def test_a_wrapped_function_warns_once_of_float64_computed_in_float32(backend):
+    # wrap_function(f, "jax"), as a library evaluates the user's own density: a
+    # float64 x computed in float32, told once, naming the caller's line.
+    result = run_without_x64(f"""
+        import warnings, numpy as np, jax.numpy as jnp, diffops
+        wrapped = diffops.wrap_function(lambda x: jnp.sum(x ** 2), {backend!r})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                value = wrapped(np.ones(3))
+        print(len(caught), value.dtype)
+        for w in caught:
+            print(w.message)
+            print(w.lineno)
+    """)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first, message, line = result.stdout.splitlines()
+    assert first == "1 float32"
+    assert "computed in float32" in message
+    assert line == "7"  # value = wrapped(...), in the program
+
+
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
 def test_hessians_and_tall_jacobians_add_no_warning_of_jaxs(backend):
     """Their bases are made in the dtype JAX computes in, not asked for as float64."""
     program = f"""

@@ -887,7 +887,14 @@ def _evaluate(function: Callable[[Any], tuple[Any, ...]], x: np.ndarray) -> Any:
 
 
 def _to_framework(value: Any) -> Any:
+    """An argument of a wrapped function (``wrap_function(f, "jax")``) for JAX.
+
+    A float64 array is computed in float32 where the 64-bit mode is off: said once,
+    as a derivative function's call says it.
+    """
     if isinstance(value, np.ndarray):  # JAX reads a buffer as native and C-ordered
+        if not _precision_checked:
+            _check_precision(value)
         return jnp.asarray(as_plain_array(value))
     return value
 
