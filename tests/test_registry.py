@@ -203,6 +203,32 @@ def test_fallback_with_missing_framework_says_so(backend):
     assert f"pip install 'diffops[{framework}]'" in message
 
 
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit", "autograd", "symnum", "torch"])
+def test_wrap_function_with_missing_framework_says_so(backend):
+    # A library wraps the user's own function before any derivative is asked for:
+    # where the wrapper needs the framework, a ValueError saying how to install it,
+    # not a NameError from inside the wrapper; where there is none, f itself.
+    framework = backend.removesuffix("_nojit")
+    result = run_python(
+        f"""
+        import sys
+        sys.modules[{framework!r}] = None  # makes `import {framework}` fail
+        import diffops
+        try:
+            print(diffops.wrap_function(abs, {backend!r}) is abs)
+        except ValueError as error:
+            print(error)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    message = result.stdout
+    if diffops.get_backend(backend).function_wrapper is None:
+        assert message.strip() == "True"
+    else:
+        assert "not available" in message
+        assert f"pip install 'diffops[{framework}]'" in message
+
+
 def test_fallback_applies_the_operator_and_the_wrapper():
     pytest.importorskip("jax")
     import jax.numpy as jnp

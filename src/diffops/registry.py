@@ -248,12 +248,24 @@ def wrap_function(
     Returns:
         The wrapped function, or ``function`` itself when ``backend`` is ``None`` or
         the backend has no wrapper.
+
+    Raises:
+        ValueError: If ``backend`` is not registered, or has a wrapper and its
+            framework is not installed here (saying how to install it).
     """
     if backend is None:
         return function
-    wrapper = get_backend(backend).function_wrapper
+    autodiff_backend = get_backend(backend)
+    wrapper = autodiff_backend.function_wrapper
     if wrapper is None:
         return function
+    if not autodiff_backend.available:  # its wrapper would fail on the framework
+        msg = (
+            f"{backend!r} selected as autodiff backend but its framework is not "
+            f"available in the current environment, so its function wrapper cannot "
+            f"be applied: {_install_hint(backend.lower())}."
+        )
+        raise ValueError(msg)
     return wrapper(function)
 
 
