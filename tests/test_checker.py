@@ -384,6 +384,14 @@ def test_report_reads_as_a_table(precision):
             r"points must be an array of real numbers .*dtype complex128",
         ),
         ({"points": ["a", "b"]}, TypeError, r"points must be an array of real"),
+        # Accepted, every comparison failed (NaN compares false) or, for a
+        # string, NumPy's "can't multiply sequence".
+        ({"rtol": -1.0}, ValueError, r"rtol must be a non-negative number; got -1"),
+        ({"atol": float("nan")}, ValueError, r"atol must be a non-negative .*nan"),
+        ({"atol": "1"}, TypeError, r"atol must be a non-negative number; got str"),
+        ({"rtol": True}, TypeError, r"rtol must be a non-negative number; got bool"),
+        ({"seed": -1}, ValueError, r"seed must be a non-negative integer; got -1"),
+        ({"seed": 1.5}, ValueError, r"seed must be a non-negative integer; got 1.5"),
     ],
 )
 def test_bad_arguments(kwargs, error, message):

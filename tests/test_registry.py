@@ -84,8 +84,18 @@ def test_get_backend_rejects_unknown_names_listing_valid_ones():
 
 
 def test_get_backend_rejects_non_strings():
-    with pytest.raises(TypeError, match=r"backend must be a backend name \(str\)"):
-        get_backend(3)  # type: ignore[arg-type]
+    # None only where the argument may be None: autodiff_fallback and wrap_function.
+    for name in (3, None):
+        with pytest.raises(
+            TypeError, match=r"backend must be a backend name \(str\) such as 'jax'; "
+        ):
+            get_backend(name)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^name must be .* such as 'jax'; got 3"):
+        register_backend(3, AutodiffBackend(_module(), True))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"such as 'jax', or None; got 3"):
+        autodiff_fallback(None, square_sum, "grad_and_value", "grad", 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"such as 'jax', or None; got 3"):
+        wrap_function(square_sum, 3)  # type: ignore[arg-type]
 
 
 def test_available_backends_lists_importable_ones():

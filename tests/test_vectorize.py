@@ -299,6 +299,11 @@ def test_a_hand_written_products_result_keeps_the_dtype_it_computes_in():
     np.testing.assert_array_equal(got, want)
 
 
+def test_a_derivative_that_is_not_callable_is_named_as_its_argument():
+    with pytest.raises(TypeError, match=r"^vectorize needs derivative to be callable"):
+        vectorize(None)  # type: ignore[arg-type]
+
+
 def test_x_with_masked_entries_is_refused_as_for_one_point(backend):
     function = case_derivative(backend, "grad_and_value", QUARTIC)
     X = np.ma.masked_array(points_for(QUARTIC, k=2), mask=False)

@@ -496,6 +496,20 @@ def _compare(
     )
 
 
+def _check_tolerance(name: str, tolerance: Any) -> None:
+    """``None`` (the precision's default) or a non-negative number, else raise."""
+    if tolerance is None:
+        return
+    if isinstance(tolerance, bool) or not isinstance(
+        tolerance, (int, float, np.integer, np.floating)
+    ):
+        msg = f"{name} must be a non-negative number; got {type(tolerance).__name__}."
+        raise TypeError(msg)
+    if not tolerance >= 0:  # NaN too
+        msg = f"{name} must be a non-negative number; got {tolerance!r}."
+        raise ValueError(msg)
+
+
 def check_derivatives(
     func: Callable[..., Any],
     derivatives: Mapping[str, Callable[..., Any]],
@@ -537,10 +551,12 @@ def check_derivatives(
         output differs.
 
     Raises:
-        ValueError: If an operator name is unknown or ``points`` is not 1-D or 2-D,
-            or empty.
-        TypeError: If ``func`` or a derivative is not callable, or ``points`` are not
-            real numbers (booleans, complex numbers).
+        ValueError: If an operator name is unknown, ``points`` is not 1-D or 2-D, or
+            empty, ``rtol`` or ``atol`` is negative or NaN, or ``seed`` is not a
+            non-negative integer.
+        TypeError: If ``func`` or a derivative is not callable, ``points`` are not
+            real numbers (booleans, complex numbers), or ``rtol`` or ``atol`` is not
+            a number.
     """
     if not callable(func):
         msg = f"func must be callable; got {type(func).__name__}."
@@ -559,6 +575,11 @@ def check_derivatives(
             kind = type(function).__name__
             msg = f"derivatives[{operator!r}] must be callable; got {kind}."
             raise TypeError(msg)
+    for name, tolerance in (("rtol", rtol), ("atol", atol)):
+        _check_tolerance(name, tolerance)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        msg = f"seed must be a non-negative integer; got {seed!r}."
+        raise ValueError(msg)
     # In their own precision, as a derivative function reads x: float32 points
     # check the float32 computation.
     points = as_points(points, "points", one_point=True, copy=True)  # ours to pass

@@ -126,10 +126,15 @@ REGISTERED_BACKENDS: Mapping[str, AutodiffBackend] = _BackendRegistry()
 """Read-only mapping from backend name to :class:`AutodiffBackend`."""
 
 
-def _normalise_name(name: object, argument: str = "backend") -> str:
+def _normalise_name(name: object, argument: str = "backend", alone: str = "") -> str:
+    """``name`` in lower case; ``TypeError`` where it is not a string.
+
+    ``alone`` is what else ``argument`` may be, where the caller takes it (``",
+    or None"``).
+    """
     if not isinstance(name, str):
         msg = (
-            f"{argument} must be a backend name (str) such as 'jax', or None; "
+            f"{argument} must be a backend name (str) such as 'jax'{alone}; "
             f"got {name!r} of type {type(name).__name__}."
         )
         raise TypeError(msg)
@@ -255,6 +260,7 @@ def wrap_function(
     """
     if backend is None:
         return function
+    _normalise_name(backend, alone=", or None")  # which None, handled above, is too
     autodiff_backend = get_backend(backend)
     wrapper = autodiff_backend.function_wrapper
     if wrapper is None:
@@ -325,6 +331,7 @@ def autodiff_fallback(
             f"{DIFF_OPS}."
         )
         raise ValueError(msg)
+    _normalise_name(backend, alone=", or None")  # which None, handled above, is too
     autodiff_backend = get_backend(backend)
     if not autodiff_backend.available:
         msg = (

@@ -45,15 +45,16 @@ def describe_shape(shape: tuple[int, ...]) -> str:
     return f"an array of shape {shape}"
 
 
-def check_callable(func: object, operator: str) -> None:
+def check_callable(func: object, operator: str, argument: str = "func") -> None:
     """Raise ``TypeError`` unless ``func`` can be differentiated by ``operator``.
 
     Args:
         func: What was given as the function.
         operator: The operator's name, for the message.
+        argument: The name of the argument ``func`` was given as.
     """
     if not callable(func):
-        msg = f"{operator} needs func to be callable; got {type(func).__name__}."
+        msg = f"{operator} needs {argument} to be callable; got {type(func).__name__}."
         raise TypeError(msg)
 
 

@@ -159,7 +159,7 @@ class VectorizedDerivative:
     def __init__(
         self, derivative: Callable[..., Any], *, chunk_size: int | None = None
     ) -> None:
-        check_callable(derivative, "vectorize")
+        check_callable(derivative, "vectorize", "derivative")
         self.derivative = derivative
         self.chunk_size = _check_chunk_size(chunk_size)
         self._batching: Batching | None = None
