@@ -287,6 +287,22 @@ def test_catches_a_tuple_of_another_length_than_the_operators(operator, returned
     assert failure.note == f"returned {returned} items, {expected}"
 
 
+def test_a_report_is_true_exactly_when_it_is_ok():
+    # A dataclass is always true: `assert check_derivatives(...)` always passed.
+    right = check_derivatives(
+        SMOOTH.value, {"grad_and_value": SMOOTH.grad}, SMOOTH.point
+    )
+    wrong = check_derivatives(
+        SMOOTH.value,
+        {"grad_and_value": lambda x: (1.01 * SMOOTH.grad(x)[0], SMOOTH.value(x))},
+        SMOOTH.point,
+    )
+    assert right.ok
+    assert bool(right) is True
+    assert not wrong.ok
+    assert bool(wrong) is False
+
+
 def test_catches_a_list_in_place_of_the_tuple():
     derivatives = {"grad_and_value": lambda x: [SMOOTH.grad(x), SMOOTH.value(x)]}
     (failure,) = failing(check_derivatives(SMOOTH.value, derivatives, SMOOTH.point))

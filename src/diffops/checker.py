@@ -161,6 +161,13 @@ class DerivativeReport:
         """
         return all(comparison.ok for comparison in self.comparisons)
 
+    def __bool__(self) -> bool:
+        """:attr:`ok`: so that ``assert check_derivatives(...)`` asserts the check.
+
+        A dataclass is otherwise always true, and that assert always passed.
+        """
+        return self.ok
+
     def failures(self) -> tuple[Comparison, ...]:
         """The comparisons that did not pass, inconclusive ones included."""
         return tuple(c for c in self.comparisons if not c.ok)
