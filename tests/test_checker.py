@@ -972,6 +972,26 @@ def test_the_differences_own_bound_makes_a_comparison_inconclusive_not_a_failure
     )
     assert not wrong.ok
 
+    # And where the differences are off by more than 1 %, a wrong derivative
+    # landing on them does not pass: sin(62.4 x) at a float32 1.3, scaled step
+    # 0.065, the reference 1 % below the truth and its bound 17 (of g = 52.6).
+    frequency = 62.395328116414994
+
+    def fast(x):
+        return x.dtype.type(np.sum(np.sin(frequency * np.asarray(x, np.float64))))
+
+    def fast_grad(x, error=0.0):
+        g = frequency * np.cos(frequency * np.asarray(x, np.float64))
+        return (g - error * np.abs(g)).astype(np.float32), fast(x)
+
+    point = np.array([1.3], np.float32)
+    for error in (0.0, 0.0102):
+        report = check_derivatives(
+            fast, {"grad_and_value": lambda x, e=error: fast_grad(x, e)}, point
+        )
+        assert not report.ok, report
+        assert report.comparisons[0].inconclusive, report
+
     def tangents(x):
         return np.sum(np.tan(x))
 

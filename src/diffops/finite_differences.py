@@ -9,17 +9,19 @@ extrapolation, which removes the ``h²`` and ``h⁴`` error terms: the error is
 Each estimate comes with a bound on its error: the disagreement of the two
 fourth-order estimates the extrapolation combines (how far it is from converging),
 plus the rounding of ``func``'s values and of ``x[i]``, over the step, at the
-precision ``func`` returns. Where that bound is not small beside the estimate (a
-millionth of it: a function that varies on a scale of 1 far from the origin, as
-``sin`` does at ``x = 3000``, whose scaled step is 3, or a step that reaches towards
-the edge of the function's domain, as ``√x``'s at ``x = 10⁻³``), and always beyond
-``|x[i]| = 1``, the step ``step`` (for ``|x[i]| > 1``) or ``step · |x[i]|`` (for
-``|x[i]| < 1``) is tried too. It is taken where its bound is a hundredth of the
-scaled step's or less, or the scaled step's is not finite; beyond ``|x[i]| = 1``,
-also where the two disagree by more than their bounds allow (a scaled step spanning
-whole periods of ``sin`` at ``x = 10⁵`` gives differences that agree with each other
-on a wrong value).
-:func:`jacobian_and_bound` returns the bound of each estimate taken with it.
+precision ``func`` returns. Where that bound is not small beside the estimate (over
+a millionth of it, or in float32 5e-5: a function that varies on a scale of 1 far
+from the origin, as ``sin`` does at ``x = 3000``, whose scaled step is 3, or a step
+that reaches towards the edge of the function's domain, as ``√x``'s at ``x =
+10⁻³``), and always beyond ``|x[i]| = 1``, the step ``step`` (for ``|x[i]| > 1``) or
+``step · |x[i]|`` (for ``|x[i]| < 1``) is tried too. It is taken where its bound is
+a hundredth of the scaled step's or less, or the scaled step's is not finite; beyond
+``|x[i]| = 1``, also where the two disagree by more than their bounds allow (a
+scaled step spanning whole periods of ``sin`` at ``x = 10⁵`` gives differences that
+agree with each other on a wrong value). :func:`jacobian_and_bound` returns the
+bound of each estimate taken with it. The bound does not hold where every step tried
+is far too coarse for the function (a Lorentzian of width ``10⁻³`` differenced with
+a step of 0.05, whose three differences agree on a wrong value).
 """
 
 from __future__ import annotations
@@ -39,7 +41,13 @@ _SMALL = 1e-6
 """Largest error bound, relative to the largest entry of the estimate, at which the
 scaled step is kept without trying the other: below the tolerances a check asks for
 (a relative ``1e-5`` in float64), so that where the scaled step may not meet them
-the other is tried."""
+the other is tried. Or :data:`_SMALL_ROUNDINGS` times the values' rounding, where
+that is larger."""
+
+_SMALL_ROUNDINGS = 400
+"""In float32, ``_SMALL`` in roundings: 5e-5, a tenth of a check's default tolerance
+there. A millionth, which float32 differences rarely meet, had the other step tried
+almost always, and nested differences cost twice as much."""
 
 _FAR_BETTER = 1e-2
 """How much smaller the other step's bound must be for it to be taken. Both bounds
@@ -122,7 +130,9 @@ def _derivative(
     size = abs(np.float64(x[i]))  # NumPy's: a step of 0 divides to inf
     estimate, bound = _extrapolated(func, x, i, step * max(1.0, size), epsilon)
     largest = float(np.max(np.abs(estimate), initial=0.0))
-    converged = bool(np.isfinite(largest)) and bound <= _SMALL * largest
+    rounding = epsilon or _epsilon(x.dtype)  # the values' or, unknown, x's
+    small = max(_SMALL, _SMALL_ROUNDINGS * rounding)
+    converged = bool(np.isfinite(largest)) and bound <= small * largest
     if (size > 1.0 or not converged) and size != 1.0 and size > 0.0:
         other, other_bound = _extrapolated(func, x, i, step * min(1.0, size), epsilon)
         # Beyond 1 the step 'step' is taken too where the two disagree by more
