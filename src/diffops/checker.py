@@ -25,9 +25,10 @@ the most that rounding can move the reference: about ``30 ε / h`` (``ε`` of th
 precision, ``h`` the step, for each nesting) times the size of what was differenced.
 Where an output passes only with that allowance, and it is over half a percent of
 ``scale`` (float32 differences of a large ``f``), the comparison is inconclusive, and
-does not pass. So is one that passes only when the differences' own bound on their
-error (:func:`diffops.finite_differences.jacobian_and_bound`: a function varying
-faster than the step can follow, as ``tan`` does near its pole) is allowed for too.
+does not pass. So is one whose differences bound their own error
+(:func:`diffops.finite_differences.jacobian_and_bound`) by over half a percent of
+``scale``, or that passes only with that bound allowed for too: a function varying
+faster than the step can follow, as ``tan`` does near its pole.
 """
 
 from __future__ import annotations
@@ -113,9 +114,10 @@ class Comparison:
         inconclusive: Whether the reference cannot tell this output: it is within
             the tolerance only with the allowance for the reference's rounding, and
             that allowance (large for float32 differences of a large ``f``) is over
-            half a percent of the output's scale; or only with the differences' own
-            bound on their error allowed for too. Such an output has not passed
-            (``ok`` is false).
+            half a percent of the output's scale; or the differences bound their
+            own error by more than that, or it is within the tolerance only with
+            that bound allowed for too. Such an output has not passed (``ok`` is
+            false).
     """
 
     operator: str

@@ -50,8 +50,8 @@ there. A millionth, which float32 differences rarely meet, had the other step tr
 almost always, and nested differences cost twice as much."""
 
 _FAR_BETTER = 1e-2
-"""How much smaller the other step's bound must be for it to be taken. Both bounds
-hold, but overstate the error, the scaled step's often the more (a float32 ``exp``
+"""How much smaller the other step's bound must be for it to be taken. Bounds
+overstate the error, the scaled step's often the more (a float32 ``exp``
 differenced twice at ``x = 13.6``: the scaled step's error 158 under a bound of
 31 600, the other's 958 under 1 180): where the two are within a hundredfold, the
 scaled step is kept."""
