@@ -260,19 +260,29 @@ def wrap_function(
     """
     if backend is None:
         return function
-    _normalise_name(backend, alone=", or None")  # which None, handled above, is too
-    autodiff_backend = get_backend(backend)
+    autodiff_backend = _selected(backend)
     wrapper = autodiff_backend.function_wrapper
     if wrapper is None:
         return function
     if not autodiff_backend.available:  # its wrapper would fail on the framework
-        msg = (
-            f"{backend!r} selected as autodiff backend but its framework is not "
-            f"available in the current environment, so its function wrapper cannot "
-            f"be applied: {_install_hint(backend.lower())}."
+        raise _unavailable(
+            backend,
+            f"its function wrapper cannot be applied: {_install_hint(backend.lower())}",
         )
-        raise ValueError(msg)
     return wrapper(function)
+
+
+def _selected(backend: object) -> AutodiffBackend:
+    """The backend a caller that also takes ``None`` (handled before) names."""
+    return get_backend(_normalise_name(backend, alone=", or None"))
+
+
+def _unavailable(backend: str, consequence: str) -> ValueError:
+    """The error for a backend whose framework is not installed, and what follows."""
+    return ValueError(
+        f"{backend!r} selected as autodiff backend but its framework is not "
+        f"available in the current environment, so {consequence}."
+    )
 
 
 def _install_hint(name: str) -> str:
@@ -331,15 +341,12 @@ def autodiff_fallback(
             f"{DIFF_OPS}."
         )
         raise ValueError(msg)
-    _normalise_name(backend, alone=", or None")  # which None, handled above, is too
-    autodiff_backend = get_backend(backend)
+    autodiff_backend = _selected(backend)
     if not autodiff_backend.available:
-        msg = (
-            f"{backend!r} selected as autodiff backend but its framework is not "
-            f"available in the current environment, so {name} must be provided "
-            f"directly, or {_install_hint(backend.lower())}."
+        raise _unavailable(
+            backend,
+            f"{name} must be provided directly, or {_install_hint(backend.lower())}",
         )
-        raise ValueError(msg)
     if not callable(func):
         msg = f"func must be callable; got {type(func).__name__}."
         raise TypeError(msg)
