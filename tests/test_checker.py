@@ -949,60 +949,109 @@ def test_correct_derivatives_pass_a_step_away_from_a_domain_edge(func, grad, x0)
 
 
 def test_the_differences_own_bound_makes_a_comparison_inconclusive_not_a_failure():
-    # float32 sin at |x| ~ 100: the scaled step (5) spans most of a period and its
-    # estimate is 3 % off, within the bound it gives (0.8); near tan's pole no step
-    # can follow the function. A correct derivative is then inconclusive, never a
-    # FAIL; one wrong by 1 % of the largest entry never passes.
+    # float32 sin at |x| = 3000: the step (0.05 there) is the smallest float32 can
+    # take to 1e-4, and its differences may be off by 3 % of g; tan 1e-4 from its
+    # pole in float32, where every step tried spans the pole and the differences
+    # agree on -3400 for a derivative of 1e8 (their bound over a tenth of it). A
+    # correct derivative is then inconclusive, never a FAIL; one wrong by 1 % of
+    # the largest entry never passes.
     def sines(x):
-        return np.sum(np.sin(x)) + np.float32(0.01) * np.sum(x) ** 2
+        return np.sum(np.sin(x))
 
     def sines_grad(x, error=0.0):
-        g = np.cos(x) + np.float32(0.02) * np.sum(x)
-        g[1] += np.float32(error) * np.max(np.abs(g))
-        return g, sines(x)
-
-    point = np.array([-80.19314575195312, -132.43589782714844, -24.836162567138672])
-    point = point.astype(np.float32)
-    report = check_derivatives(sines, {"grad_and_value": sines_grad}, point)
-    assert not report.ok
-    assert all(c.ok or c.inconclusive for c in report.comparisons), report
-    assert "the differences may be off by" in str(report)
-    wrong = check_derivatives(
-        sines, {"grad_and_value": lambda x: sines_grad(x, 0.01)}, point
-    )
-    assert not wrong.ok
-
-    # And where the differences are off by more than 1 %, a wrong derivative
-    # landing on them does not pass: sin(62.4 x) at a float32 1.3, scaled step
-    # 0.065, the reference 1 % below the truth and its bound 17 (of g = 52.6).
-    frequency = 62.395328116414994
-
-    def fast(x):
-        return x.dtype.type(np.sum(np.sin(frequency * np.asarray(x, np.float64))))
-
-    def fast_grad(x, error=0.0):
-        g = frequency * np.cos(frequency * np.asarray(x, np.float64))
-        return (g - error * np.abs(g)).astype(np.float32), fast(x)
-
-    point = np.array([1.3], np.float32)
-    for error in (0.0, 0.0102):
-        report = check_derivatives(
-            fast, {"grad_and_value": lambda x, e=error: fast_grad(x, e)}, point
-        )
-        assert not report.ok, report
-        assert report.comparisons[0].inconclusive, report
+        g = np.cos(np.asarray(x, np.float64))
+        g[0] += error
+        return g.astype(np.float32), sines(x)
 
     def tangents(x):
         return np.sum(np.tan(x))
 
-    near_pole = [np.pi / 2 - 1e-3, 0.5]
-    report = check_derivatives(
-        tangents,
-        {"grad_and_value": lambda x: (1 / np.cos(x) ** 2, tangents(x))},
-        near_pole,
-    )
-    assert all(c.ok or c.inconclusive for c in report.comparisons), report
-    assert report.comparisons[0].inconclusive
+    def tangents_grad(x, error=0.0):
+        g = 1 / np.cos(np.asarray(x, np.float64)) ** 2
+        g[0] += error * np.max(np.abs(g))
+        return g.astype(np.float32), tangents(x)
+
+    cases = [
+        (sines, sines_grad, [3000.0, -3030.0]),
+        (tangents, tangents_grad, [np.pi / 2 - 1e-4, 0.5]),
+    ]
+    for func, grad, point in cases:
+        point = np.asarray(point, np.float32)
+        report = check_derivatives(func, {"grad_and_value": grad}, point)
+        assert not report.ok
+        assert report.comparisons[0].inconclusive, report
+        assert "the differences may be off by" in str(report)
+        wrong = check_derivatives(
+            func, {"grad_and_value": lambda x, grad=grad: grad(x, 0.01)}, point
+        )
+        assert not wrong.ok
+
+
+_NARROW = 1e-3
+_RIDGE = 1e12
+_UNDERFLOWING = 5e-4
+
+
+@pytest.mark.parametrize(
+    ("func", "grad", "point"),
+    [
+        (
+            lambda x: np.sum(1 / (1 + (x / _NARROW) ** 2)),
+            lambda x: -2 * x / _NARROW**2 / (1 + (x / _NARROW) ** 2) ** 2,
+            np.array([1e-3], np.float32),
+        ),
+        (
+            lambda x: 1 / x[0] + _RIDGE * np.cos(x[1]),
+            lambda x: np.array([-1 / x[0] ** 2, -_RIDGE * np.sin(x[1])]),
+            np.array([1e-6, 0.7]),
+        ),
+        (
+            lambda x: np.sum(np.exp(-((x / _UNDERFLOWING) ** 2))),
+            lambda x: -2 * x / _UNDERFLOWING**2 * np.exp(-((x / _UNDERFLOWING) ** 2)),
+            np.array([1.4e-3], np.float32),
+        ),
+        (
+            lambda x: x.dtype.type(np.sum(np.sin(195 * np.asarray(x, np.float64)))),
+            lambda x: 195 * np.cos(195 * np.asarray(x, np.float64)),
+            np.array([1.3], np.float32),
+        ),
+        (
+            lambda x: np.sum(np.tan(x)),
+            lambda x: 1 / np.cos(x) ** 2,
+            np.array([np.pi / 2 - 1e-3, 0.5]),
+        ),
+    ],
+    ids=[
+        "float32 peak of width 1e-3",
+        "1/x at 1e-6 beside 1e12 cos",
+        "float32 exp(-x²/s²) underflowing a step away",
+        "float32 sin(195 x)",
+        "tan 1e-3 from its pole",
+    ],
+)
+def test_smaller_steps_settle_where_the_scaled_step_is_far_too_coarse(
+    func, grad, point
+):
+    # Each failed a correct derivative, or left it inconclusive: differences at
+    # the scaled step (0.05 in float32, 1e-3 in float64) and the smaller one agree
+    # on a wrong value within bounds that do not hold, or disagree, or are 0 where
+    # f underflows. Smaller steps, each confirmed by the next, settle them: the
+    # correct derivative passes and one 1 % off fails.
+    dtype = point.dtype.type
+
+    def gradient(x, error=0.0):
+        g = np.array(grad(np.asarray(x, np.float64)), np.float64)
+        g[0] += error * np.max(np.abs(g))
+        return g.astype(dtype), func(x)
+
+    report = check_derivatives(func, {"grad_and_value": gradient}, point)
+    assert report.ok, report
+    for error in (0.01, -0.01):
+        wrong = check_derivatives(
+            func, {"grad_and_value": lambda x, e=error: gradient(x, e)}, point
+        )
+        assert not wrong.ok
+        assert not wrong.comparisons[0].inconclusive, wrong
 
 
 def test_the_bound_of_finite_differences_holds():

@@ -9,19 +9,31 @@ extrapolation, which removes the ``h²`` and ``h⁴`` error terms: the error is
 Each estimate comes with a bound on its error: the disagreement of the two
 fourth-order estimates the extrapolation combines (how far it is from converging),
 plus the rounding of ``func``'s values and of ``x[i]``, over the step, at the
-precision ``func`` returns. Where that bound is not small beside the estimate (over
-a millionth of it, or in float32 5e-5: a function that varies on a scale of 1 far
-from the origin, as ``sin`` does at ``x = 3000``, whose scaled step is 3, or a step
-that reaches towards the edge of the function's domain, as ``√x``'s at ``x =
-10⁻³``), and always beyond ``|x[i]| = 1``, the step ``step`` (for ``|x[i]| > 1``) or
-``step · |x[i]|`` (for ``|x[i]| < 1``) is tried too. It is taken where its bound is
-a hundredth of the scaled step's or less, or the scaled step's is not finite; beyond
-``|x[i]| = 1``, also where the two disagree by more than their bounds allow (a
-scaled step spanning whole periods of ``sin`` at ``x = 10⁵`` gives differences that
-agree with each other on a wrong value). :func:`jacobian_and_bound` returns the
-bound of each estimate taken with it. The bound does not hold where every step tried
-is far too coarse for the function (a Lorentzian of width ``10⁻³`` differenced with
-a step of 0.05, whose three differences agree on a wrong value).
+precision ``func`` returns. The steps tried along ``x[i]``:
+
+1. The scaled step, kept where its bound is small beside its estimate (a millionth
+   of it, or in float32 5e-5) and ``|x[i]| ≤ 1``.
+2. Otherwise (a function that varies on a scale of 1 far from the origin, as ``sin``
+   does at ``x = 3000``, whose scaled step is 3; a step that reaches towards the
+   edge of the domain, as ``√x``'s at ``x = 10⁻³``; an estimate of 0) the step
+   ``step · min(1, |x[i]|)`` too, taken where its bound is a hundredth of the
+   scaled step's or less, or the scaled step's is not finite.
+3. Where the two disagree by more than their bounds allow, or agree but the scaled
+   step's bound is over a thousandth of its estimate, steps of a tenth, a hundredth
+   and a thousandth of the second: of these and the second, the estimate of smallest
+   bound that the next larger or smaller step confirms (the two agree within their
+   bounds, and the confirming one's bound is at most 20 times the other's). Steps
+   far too coarse for ``func`` give differences that agree on a wrong value within a
+   bound that does not hold (a scaled step spanning whole periods of ``sin``, or
+   reaching past a peak of width ``10⁻³``): the smaller steps find them out. Where
+   the two disagreed and no estimate is confirmed, the bound is infinite; where they
+   agreed, the scaled step is kept unless a confirmed estimate has a smaller bound.
+
+:func:`jacobian_and_bound` returns the bound of each estimate taken with it. The
+bound does not hold where every step tried is far too coarse for the function
+(float32 ``sin(500 x)``, whose period is 0.013, at steps of 0.05 to 5·10⁻⁵), nor where
+``func`` rounds its values much more than its precision (``exp`` of a sum of large
+terms).
 """
 
 from __future__ import annotations
@@ -48,6 +60,21 @@ _SMALL_ROUNDINGS = 400
 """In float32, ``_SMALL`` in roundings: 5e-5, a tenth of a check's default tolerance
 there. A millionth, which float32 differences rarely meet, had the other step tried
 almost always, and nested differences cost twice as much."""
+
+_FINER = 10.0
+"""How much smaller each step of a search is than the one before."""
+
+_SEARCH = 3
+"""How many smaller steps a search tries (six evaluations of ``func`` each)."""
+
+_CONFIRMS = 20.0
+"""How much looser a neighbour's bound may be for it to confirm an estimate: a
+tenth of the step rounds ten times as much, and the bound of an estimate far too
+coarse for ``func`` is not confirmed by one far looser."""
+
+_LOOSE = 1e-3
+"""Error bound, relative to the largest entry of the estimate, above which smaller
+steps are tried, where the two steps agree."""
 
 _FAR_BETTER = 1e-2
 """How much smaller the other step's bound must be for it to be taken. Bounds
@@ -132,19 +159,82 @@ def _derivative(
     largest = float(np.max(np.abs(estimate), initial=0.0))
     rounding = epsilon or _epsilon(x.dtype)  # the values' or, unknown, x's
     small = max(_SMALL, _SMALL_ROUNDINGS * rounding)
-    converged = bool(np.isfinite(largest)) and bound <= small * largest
-    if (size > 1.0 or not converged) and size != 1.0 and size > 0.0:
-        other, other_bound = _extrapolated(func, x, i, step * min(1.0, size), epsilon)
-        # Beyond 1 the step 'step' is taken too where the two disagree by more
-        # than their bounds allow (a scaled step spanning whole periods of sin gives
-        # differences that agree on a wrong value).
-        apart = float(np.max(np.abs(other - estimate), initial=0.0))
-        disagree = size > 1.0 and bool(np.isfinite(other_bound))
-        if other_bound < _FAR_BETTER * bound or (
-            disagree and apart > bound + other_bound
-        ):
-            return other, other_bound
+    # Not where the estimate is 0: f flat, or 0 at every step taken (exp(-x²/s²)
+    # with s far below the step, whose values underflow).
+    converged = 0.0 < largest < np.inf and bound <= small * largest
+    if (converged and size <= 1.0) or size == 1.0 or not size > 0.0:  # NaN too
+        return estimate, bound
+    smaller = step * min(1.0, size)
+    other, other_bound = _extrapolated(func, x, i, smaller, epsilon)
+    if other_bound < _FAR_BETTER * bound:
+        return other, other_bound
+    if np.isfinite(other_bound) and _apart(other, estimate) > bound + other_bound:
+        # The two disagree by more than their bounds allow: one bound does not
+        # hold. Differences at steps far too coarse for f agree on a wrong value (a
+        # scaled step spanning whole periods of sin, or reaching past a peak of
+        # width 1e-3); those at a step too fine are rounded more than f's
+        # precision says. Smaller steps tell which.
+        return _settled(func, x, i, smaller, epsilon, other, other_bound, np.inf)
+    if bound > _LOOSE * largest:
+        # Loose, and the two agree: where f varies on a scale below both steps
+        # (sin(200 x), whose estimates at 0.065 and 0.05 agree within bounds larger
+        # than themselves), smaller steps may do better.
+        found, found_bound = _settled(
+            func, x, i, smaller, epsilon, other, other_bound, bound
+        )
+        if found_bound < bound:
+            return found, found_bound
     return estimate, bound
+
+
+def _settled(
+    func: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    i: int,
+    h: float,
+    epsilon: float | None,
+    estimate: np.ndarray,
+    bound: float,
+    beaten: float,
+) -> tuple[np.ndarray, float]:
+    """The estimate of smallest bound that a neighbouring step confirms.
+
+    Of the estimates at ``h`` (``estimate``, ``bound``), ``h / 10``, ``h / 100``, …,
+    each may be confirmed by the next larger or the next smaller step's: where the
+    two differ by no more than their bounds allow, and the confirming one's bound is
+    at most :data:`_CONFIRMS` times the other's. At most :data:`_SEARCH` smaller
+    steps are taken, none after a bound of ``beaten`` or more, nor after one that
+    confirms the one before while bounding itself no better (rounding grows from
+    there on). Where none is confirmed, ``estimate`` with an infinite bound.
+    """
+    steps = [(estimate, bound)]
+    for _ in range(_SEARCH):
+        h /= _FINER
+        finer = _extrapolated(func, x, i, h, epsilon)
+        steps.append(finer)
+        last = steps[-2]
+        if not finer[1] < beaten or (finer[1] >= last[1] and _confirms(finer, last)):
+            break
+    best: tuple[np.ndarray, float] = (estimate, np.inf)
+    for k, step in enumerate(steps):
+        neighbours = steps[max(k - 1, 0) : k] + steps[k + 1 : k + 2]
+        if step[1] < best[1] and any(_confirms(n, step) for n in neighbours):
+            best = step
+    return best
+
+
+def _confirms(
+    neighbour: tuple[np.ndarray, float], estimate: tuple[np.ndarray, float]
+) -> bool:
+    """Whether ``neighbour`` confirms ``estimate``, each an ``(estimate, bound)``."""
+    apart = _apart(neighbour[0], estimate[0])
+    within = apart <= neighbour[1] + estimate[1]
+    return within and neighbour[1] <= _CONFIRMS * estimate[1]
+
+
+def _apart(estimate: np.ndarray, other: np.ndarray) -> float:
+    """The largest difference of two estimates; ``nan`` where one is not finite."""
+    return float(np.max(np.abs(other - estimate), initial=0.0))
 
 
 def _extrapolated(
