@@ -1054,6 +1054,116 @@ def test_smaller_steps_settle_where_the_scaled_step_is_far_too_coarse(
         assert not wrong.comparisons[0].inconclusive, wrong
 
 
+def _softplus(x):
+    return np.sum(np.logaddexp(np.zeros_like(x), x))
+
+
+def _softplus_hessian(x):
+    s = 1 / (1 + np.exp(-np.asarray(x, np.float64)))
+    return np.diag(s * (1 - s)).astype(x.dtype)
+
+
+def _student(x, nu=3.0):
+    return x.dtype.type((nu + x.size) / 2) * np.log1p(x @ x / x.dtype.type(nu))
+
+
+def _student_hessian(x, nu=3.0):
+    y = np.asarray(x, np.float64)
+    c = (nu + y.size) / (nu + y @ y)
+    return (c * np.eye(y.size) - 2 * c / (nu + y @ y) * np.outer(y, y)).astype(x.dtype)
+
+
+def _quadratic_and_cosines(x):
+    return np.sum(x**2) / 2 + np.sum(np.cos(x))
+
+
+def _quadratic_and_cosines_hessian(x):
+    return np.diag(1 - np.cos(x)).astype(x.dtype)
+
+
+def _standard_normal(seed, size, scale=1.0):
+    return scale * np.random.default_rng(seed).standard_normal(size)
+
+
+@pytest.mark.parametrize(
+    ("func", "hessian", "point"),
+    [
+        (_softplus, _softplus_hessian, _standard_normal(0, 10).astype(np.float32)),
+        (_student, _student_hessian, _standard_normal(4, 10, 0.3).astype(np.float32)),
+        (
+            _quadratic_and_cosines,
+            _quadratic_and_cosines_hessian,
+            np.array([2.568567607415556e-4, 0.7, -1.3]),
+        ),
+        (
+            _quadratic_and_cosines,
+            _quadratic_and_cosines_hessian,
+            _standard_normal(11, 4, 0.3).astype(np.float32),
+        ),
+    ],
+    ids=["float32 softplus", "float32 Student-t", "small coordinate", "float32 cos"],
+)
+def test_a_hessian_returned_alone_is_checked_by_differences_that_bear_their_noise(
+    func, hessian, point
+):
+    # Nested differences (g by differences, H by differences of it) carry the
+    # inner differences' error: a smaller outer step divides it by less, so the
+    # outer differences count it (noise), and a smaller step is not taken for a
+    # bound that does not hold. Each case failed, or was inconclusive, where the
+    # search for smaller steps took no account of it.
+    report = check_derivatives(func, {"hessian_grad_and_value": hessian}, point)
+    assert report.ok, report
+
+    def wrong(x):  # 1 % of the output's scale, the largest entry and at least 1
+        H = hessian(x).astype(np.float64)
+        H[0, 0] += 0.01 * max(1.0, np.max(np.abs(H)))
+        return H.astype(x.dtype)
+
+    assert not check_derivatives(func, {"hessian_grad_and_value": wrong}, point).ok
+
+
+def test_an_mtp_returned_alone_is_checked_by_differences_that_bear_their_noise():
+    # Three levels nested: mtp(M) by differences of Σ M ∘ H, H and g by
+    # differences too; 80,000 evaluations of f and a FAIL when the outer
+    # differences did not count the inner ones' error.
+    point = _standard_normal(11, 4, 0.3)
+
+    def mtp(x, factor=1.0):
+        return lambda M: factor * np.diag(M) * np.sin(x)
+
+    report = check_derivatives(
+        _quadratic_and_cosines, {"mtp_hessian_grad_and_value": mtp}, point
+    )
+    assert report.ok, report
+    wrong = check_derivatives(
+        _quadratic_and_cosines,
+        {"mtp_hessian_grad_and_value": lambda x: mtp(x, 1.02)},
+        point,
+    )
+    assert not wrong.ok
+
+
+def test_steps_between_the_two_are_tried_where_the_smaller_rounds_too_much():
+    # log near its domain edge (x5 = 1.2e-5: the scaled step 1e-3 reaches past
+    # 0) beside an exp of about 1e9: the step scaled down by x5 (1.2e-8) rounds
+    # f to 500 of the derivative's 537,140, beyond rtol; a step 100 times larger
+    # does to 1.
+    b = np.array([-1.1532e-3, 9.6296e-4, -1.0689e-3, -1.8427e-4, 2.6633e-3, 6.074e-4])
+    x = np.array([421.25, -0.41461, 2.1679, -9876.5, 6662.3, 1.1974e-5])
+
+    def f(y):
+        return -1.11 * np.log(0.381 * y[5]) + 5.47 * np.exp(b @ y)
+
+    def gradient(y):
+        g = 5.47 * np.exp(b @ y) * b
+        g[5] += -1.11 / y[5]
+        return g, f(y)
+
+    with np.errstate(invalid="ignore"):
+        report = check_derivatives(f, {"grad_and_value": gradient}, x)
+    assert report.ok, report
+
+
 def test_the_bound_of_finite_differences_holds():
     # Against hand-derived derivatives: each entry's error is within its bound, in
     # float64 and float32, near a domain edge, far out, and where no step follows

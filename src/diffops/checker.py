@@ -305,10 +305,14 @@ def _finite_difference_outputs(
     f = value(x).estimate
     yours = _yours(derivative, operator, x, int(np.size(f)))
 
+    @functools.cache
+    def noise() -> float:  # the differenced g's error, which differences of it bear
+        return _largest(first(x).bound)
+
     def hessian(y: np.ndarray) -> _Differenced:  # from your g, or from differences
         if "g" in yours:
             return _Differenced(*differenced(yours["g"], y, steps[0]))
-        return _Differenced(*differenced(_estimate(first), y, steps[1]))
+        return _Differenced(*differenced(_estimate(first), y, steps[1], noise=noise()))
 
     arrays = {"v": value, "g": first, "J": first, "H": hessian}
     accuracy = {"v": _EXACT, "g": _Accuracy(1, _largest(f))}
@@ -328,15 +332,19 @@ def _finite_difference_outputs(
     # Σ M ∘ H, mhp(M) of Σ M ∘ J, vjp(u) of u · c; yours where you return it.
     below = operator.outputs[1]
     if below in yours:
-        below_at, depth = yours[below], 1
+        below_at, depth, bound = yours[below], 1, 0.0
         source = _largest(below_at(x))
     else:
         below_at, depth = _estimate(arrays[below]), accuracy[below].depth + 1
         source = _largest(f)
+        bound = _largest(outputs[names.index(below)].bound)
 
     def product(argument: np.ndarray) -> _Differenced:
         contracted = lambda y: np.sum(argument * below_at(y))  # noqa: E731
-        return _Differenced(*differenced(contracted, x, steps[depth - 1]))
+        # Differences of your output are rounded as it is; of an output by
+        # differences, also off by up to its bound, entry by entry.
+        noise = bound * float(np.sum(np.abs(argument)))
+        return _Differenced(*differenced(contracted, x, steps[depth - 1], noise=noise))
 
     return [product, *outputs], [_Accuracy(depth, source), *accuracies]
 

@@ -8,8 +8,10 @@ extrapolation, which removes the ``h²`` and ``h⁴`` error terms: the error is
 
 Each estimate comes with a bound on its error: the disagreement of the two
 fourth-order estimates the extrapolation combines (how far it is from converging),
-plus the rounding of ``func``'s values and of ``x[i]``, over the step, at the
-precision ``func`` returns. The steps tried along ``x[i]``:
+plus the rounding of ``func``'s values and of ``x[i]`` at the precision ``func``
+returns, and any ``noise`` the caller says the values carry (differences of
+differences carry the inner ones' error), over the step. The steps tried along
+``x[i]``:
 
 1. The scaled step, kept where its bound is small beside its estimate (a millionth
    of it, or in float32 5e-5) and ``|x[i]| ≤ 1``.
@@ -17,30 +19,37 @@ precision ``func`` returns. The steps tried along ``x[i]``:
    does at ``x = 3000``, whose scaled step is 3; a step that reaches towards the
    edge of the domain, as ``√x``'s at ``x = 10⁻³``; an estimate of 0) the step
    ``step · min(1, |x[i]|)`` too, taken where its bound is a hundredth of the
-   scaled step's or less, or the scaled step's is not finite.
+   scaled step's or less, or the scaled step's is not finite. Where it is so taken
+   for ``|x[i]| < 1`` but its bound is still over a millionth of its estimate (the
+   rounding of a large ``f`` over a step scaled down to ``x[i] = 10⁻⁵``), steps ten,
+   a hundred and a thousand times larger, below the scaled one, are tried too.
 3. Where the two disagree by more than their bounds allow, or agree but the scaled
-   step's bound is over a thousandth of its estimate, steps of a tenth, a hundredth
-   and a thousandth of the second: of these and the second, the estimate of smallest
-   bound that the next larger or smaller step confirms (the two agree within their
-   bounds, and the confirming one's bound is at most 20 times the other's). Steps
-   far too coarse for ``func`` give differences that agree on a wrong value within a
-   bound that does not hold (a scaled step spanning whole periods of ``sin``, or
-   reaching past a peak of width ``10⁻³``): the smaller steps find them out. Where
-   the two disagreed and no estimate is confirmed, the bound is infinite; where they
+   step's bound is over a thousandth of its estimate and mostly not rounding, steps
+   of a tenth, a hundredth and a thousandth of the second. Steps far too coarse for
+   ``func`` give differences that agree on a wrong value within a bound that does
+   not hold (a scaled step spanning whole periods of ``sin``, or reaching past a
+   peak of width ``10⁻³``): the smaller steps find them out. Where the two
+   disagreed and no estimate is confirmed, the bound is infinite; where they
    agreed, the scaled step is kept unless a confirmed estimate has a smaller bound.
+
+Of the steps a search tries (and the one it starts from), it takes the estimate of
+smallest bound that the next larger or smaller step confirms: the two agree within
+their bounds, and the confirming one's bound is at most 20 times the other's.
 
 :func:`jacobian_and_bound` returns the bound of each estimate taken with it. The
 bound does not hold where every step tried is far too coarse for the function
-(float32 ``sin(500 x)``, whose period is 0.013, at steps of 0.05 to 5·10⁻⁵), nor where
-``func`` rounds its values much more than its precision (``exp`` of a sum of large
-terms).
+(float32 ``sin(500 x)``, whose period is 0.013, at steps of 0.05 to 5·10⁻⁵), nor
+where a feature far narrower than the step sits beside a smooth term on which the
+scaled step converges (``x + exp(-x²/s²)``, ``s = 10⁻⁵``, at ``x = 3·10⁻⁵``), nor where
+``func`` rounds its values much more than its precision and the caller does not say
+so (``exp`` of a sum of large terms).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -84,6 +93,16 @@ differenced twice at ``x = 13.6``: the scaled step's error 158 under a bound of
 scaled step is kept."""
 
 
+class _Estimate(NamedTuple):
+    """A derivative along one coordinate, by differences at one step."""
+
+    value: np.ndarray
+    bound: float
+    """On the error of ``value``; ``inf`` where it is not finite."""
+    rounded: float = 0.0
+    """The part of ``bound`` that is the rounding and noise of the values."""
+
+
 def jacobian(
     func: Callable[[np.ndarray], Any],
     x: Any,
@@ -114,15 +133,16 @@ def jacobian_and_bound(
     x: Any,
     step: float = DEFAULT_STEP,
     epsilon: float | None = None,
+    noise: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`jacobian`'s ``D``, and a bound on each entry's error.
 
     The bound of column ``i`` is that of the step taken along ``x[i]``: the
     disagreement of the two fourth-order estimates plus the rounding of the values
-    and of ``x[i]`` over the step; ``inf`` where it is not finite. It overstates the
-    error of the extrapolated estimate, often many times over. It does not hold where
-    no step of ``x``'s precision can resolve ``func`` (float32 ``sin`` at ``x =
-    10⁵``, whose differences then agree on a wrong value).
+    and of ``x[i]``, and their ``noise``, over the step; ``inf`` where it is not
+    finite. It overstates the error of the extrapolated estimate, often many times
+    over. It does not hold where no step of ``x``'s precision can resolve ``func``
+    (float32 ``sin`` at ``x = 10⁵``, whose differences then agree on a wrong value).
 
     Args:
         func: Function of a 1-D array returning a scalar or an array.
@@ -130,6 +150,9 @@ def jacobian_and_bound(
         step: Relative step.
         epsilon: The relative rounding of ``func``'s values, as :func:`jacobian`
             takes it.
+        noise: An error of ``func``'s values beyond their rounding, in their
+            units: where they are themselves estimates (differences, whose own
+            bound it is), so that a step too small to bear it is not taken.
 
     Returns:
         ``(D, bound)``, both of shape ``np.shape(func(x)) + (n,)``.
@@ -140,117 +163,130 @@ def jacobian_and_bound(
     # A step beyond the domain gives NaN or inf, which the bound reports, not NumPy.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for i in range(x.shape[0]):
-            estimate, bound = _derivative(func, x, i, step, epsilon)
-            columns.append(estimate)
-            bounds.append(np.full(np.shape(estimate), bound))
+            at = functools.partial(_extrapolated, func, x, i, epsilon, noise)
+            derivative = _derivative(
+                at, float(x[i]), step, epsilon or _epsilon(x.dtype)
+            )
+            columns.append(derivative.value)
+            bounds.append(np.full(np.shape(derivative.value), derivative.bound))
     return np.stack(columns, axis=-1), np.stack(bounds, axis=-1)
 
 
 def _derivative(
-    func: Callable[[np.ndarray], Any],
-    x: np.ndarray,
-    i: int,
-    step: float,
-    epsilon: float | None,
-) -> tuple[np.ndarray, float]:
-    """The derivative along ``x[i]`` and its bound, from the step that does better."""
-    size = abs(np.float64(x[i]))  # NumPy's: a step of 0 divides to inf
-    estimate, bound = _extrapolated(func, x, i, step * max(1.0, size), epsilon)
-    largest = float(np.max(np.abs(estimate), initial=0.0))
-    rounding = epsilon or _epsilon(x.dtype)  # the values' or, unknown, x's
-    small = max(_SMALL, _SMALL_ROUNDINGS * rounding)
+    at: Callable[[float], _Estimate], coordinate: float, step: float, rounding: float
+) -> _Estimate:
+    """The derivative along a coordinate and its bound, from the step that does better.
+
+    Args:
+        at: The estimate at a step.
+        coordinate: The coordinate's value.
+        step: Relative step.
+        rounding: The values' relative rounding or, unknown, that of ``x``.
+    """
+    size = abs(np.float64(coordinate))  # NumPy's: a step of 0 divides to inf
+    scaled = at(step * max(1.0, size))
+    largest = _largest(scaled.value)
     # Not where the estimate is 0: f flat, or 0 at every step taken (exp(-x²/s²)
     # with s far below the step, whose values underflow).
-    converged = 0.0 < largest < np.inf and bound <= small * largest
+    small = max(_SMALL, _SMALL_ROUNDINGS * rounding) * largest
+    converged = 0.0 < largest < np.inf and scaled.bound <= small
     if (converged and size <= 1.0) or size == 1.0 or not size > 0.0:  # NaN too
-        return estimate, bound
+        return scaled
     smaller = step * min(1.0, size)
-    other, other_bound = _extrapolated(func, x, i, smaller, epsilon)
-    if other_bound < _FAR_BETTER * bound:
-        return other, other_bound
-    if np.isfinite(other_bound) and _apart(other, estimate) > bound + other_bound:
+    other = at(smaller)
+    if other.bound < _FAR_BETTER * scaled.bound:
+        if size < 1.0 and not other.bound <= _SMALL * _largest(other.value):
+            # Taken where the scaled step reaches towards a domain edge, but
+            # rounded more than a check can bear (log x at 1e-5 beside an f of
+            # 1e9): steps between the two may do better.
+            between = min(_SEARCH, int(np.ceil(-np.log10(size))) - 1)
+            found = _settled(at, smaller, other, np.inf, between, _FINER)
+            if found.bound < other.bound:
+                return found
+        return other
+    if np.isfinite(other.bound) and _apart(other, scaled) > scaled.bound + other.bound:
         # The two disagree by more than their bounds allow: one bound does not
         # hold. Differences at steps far too coarse for f agree on a wrong value (a
         # scaled step spanning whole periods of sin, or reaching past a peak of
         # width 1e-3); those at a step too fine are rounded more than f's
         # precision says. Smaller steps tell which.
-        return _settled(func, x, i, smaller, epsilon, other, other_bound, np.inf)
-    if bound > _LOOSE * largest:
-        # Loose, and the two agree: where f varies on a scale below both steps
-        # (sin(200 x), whose estimates at 0.065 and 0.05 agree within bounds larger
-        # than themselves), smaller steps may do better.
-        found, found_bound = _settled(
-            func, x, i, smaller, epsilon, other, other_bound, bound
-        )
-        if found_bound < bound:
-            return found, found_bound
-    return estimate, bound
+        return _settled(at, smaller, other, np.inf)
+    if scaled.bound > _LOOSE * largest and scaled.bound >= 2 * scaled.rounded:
+        # Loose, mostly by truncation, and the two agree: where f varies on a
+        # scale below both steps (sin(200 x), whose estimates at 0.065 and 0.05
+        # agree within bounds larger than themselves), smaller steps may do better.
+        found = _settled(at, smaller, other, scaled.bound)
+        if found.bound < scaled.bound:
+            return found
+    return scaled
 
 
 def _settled(
-    func: Callable[[np.ndarray], Any],
-    x: np.ndarray,
-    i: int,
+    at: Callable[[float], _Estimate],
     h: float,
-    epsilon: float | None,
-    estimate: np.ndarray,
-    bound: float,
+    estimate: _Estimate,
     beaten: float,
-) -> tuple[np.ndarray, float]:
+    count: int = _SEARCH,
+    factor: float = 1 / _FINER,
+) -> _Estimate:
     """The estimate of smallest bound that a neighbouring step confirms.
 
-    Of the estimates at ``h`` (``estimate``, ``bound``), ``h / 10``, ``h / 100``, …,
+    Of the estimates at ``h`` (``estimate``), ``h · factor``, ``h · factor²``, …,
     each may be confirmed by the next larger or the next smaller step's: where the
     two differ by no more than their bounds allow, and the confirming one's bound is
-    at most :data:`_CONFIRMS` times the other's. At most :data:`_SEARCH` smaller
-    steps are taken, none after a bound of ``beaten`` or more, nor after one that
-    confirms the one before while bounding itself no better (rounding grows from
+    at most :data:`_CONFIRMS` times the other's. At most ``count`` further steps are
+    taken, none after a bound of ``beaten`` or more, nor after one that confirms the
+    one before while bounding itself no better (rounding or truncation grows from
     there on). Where none is confirmed, ``estimate`` with an infinite bound.
     """
-    steps = [(estimate, bound)]
-    for _ in range(_SEARCH):
-        h /= _FINER
-        finer = _extrapolated(func, x, i, h, epsilon)
+    steps = [estimate]
+    for _ in range(count):
+        h *= factor
+        finer = at(h)
         steps.append(finer)
         last = steps[-2]
-        if not finer[1] < beaten or (finer[1] >= last[1] and _confirms(finer, last)):
+        if not finer.bound < beaten or (
+            finer.bound >= last.bound and _confirms(finer, last)
+        ):
             break
-    best: tuple[np.ndarray, float] = (estimate, np.inf)
+    best = estimate._replace(bound=np.inf)
     for k, step in enumerate(steps):
         neighbours = steps[max(k - 1, 0) : k] + steps[k + 1 : k + 2]
-        if step[1] < best[1] and any(_confirms(n, step) for n in neighbours):
+        if step.bound < best.bound and any(_confirms(n, step) for n in neighbours):
             best = step
     return best
 
 
-def _confirms(
-    neighbour: tuple[np.ndarray, float], estimate: tuple[np.ndarray, float]
-) -> bool:
-    """Whether ``neighbour`` confirms ``estimate``, each an ``(estimate, bound)``."""
-    apart = _apart(neighbour[0], estimate[0])
-    within = apart <= neighbour[1] + estimate[1]
-    return within and neighbour[1] <= _CONFIRMS * estimate[1]
+def _confirms(neighbour: _Estimate, estimate: _Estimate) -> bool:
+    """Whether ``neighbour`` confirms ``estimate``."""
+    within = _apart(neighbour, estimate) <= neighbour.bound + estimate.bound
+    return within and neighbour.bound <= _CONFIRMS * estimate.bound
 
 
-def _apart(estimate: np.ndarray, other: np.ndarray) -> float:
+def _largest(value: np.ndarray) -> float:
+    return float(np.max(np.abs(value), initial=0.0))
+
+
+def _apart(estimate: _Estimate, other: _Estimate) -> float:
     """The largest difference of two estimates; ``nan`` where one is not finite."""
-    return float(np.max(np.abs(other - estimate), initial=0.0))
+    return _largest(other.value - estimate.value)
 
 
 def _extrapolated(
     func: Callable[[np.ndarray], Any],
     x: np.ndarray,
     i: int,
-    h: float,
     epsilon: float | None,
-) -> tuple[np.ndarray, float]:
+    noise: float,
+    h: float,
+) -> _Estimate:
     """The derivative along ``x[i]`` with step ``h``, and a bound on its error.
 
     Central differences at ``h``, ``h/2`` and ``h/4`` extrapolated twice. The bound
     is the largest difference of the two fourth-order estimates plus the rounding of
-    the values and of ``x[i]`` over ``h/4``; infinite where it is not finite.
+    the values and of ``x[i]``, and the values' ``noise``, over ``h/4``.
     """
-    estimates = []
+    differences = []
     rounding, values = epsilon or 0.0, 0.0
     for size in (h, h / 2, h / 4):
         forward, backward = x.copy(), x.copy()
@@ -260,16 +296,20 @@ def _extrapolated(
         if size == h:  # the values' size and precision, from the first pair
             if epsilon is None:
                 rounding = _epsilon(ahead.dtype)
-            values = float(np.max(np.abs(ahead), initial=0.0))
+            values = _largest(ahead)
         difference = ahead.astype(np.float64, copy=False) - behind
         # Over the step as taken, x[i] ± size rounded to x's precision.
-        estimates.append(difference / (np.float64(forward[i]) - backward[i]))
-    fourth_order = [(4 * estimates[k + 1] - estimates[k]) / 3 for k in range(2)]
+        differences.append(difference / (np.float64(forward[i]) - backward[i]))
+    fourth_order = [(4 * differences[k + 1] - differences[k]) / 3 for k in range(2)]
     estimate = (16 * fourth_order[1] - fourth_order[0]) / 15
-    spread = float(np.max(np.abs(fourth_order[1] - fourth_order[0]), initial=0.0))
-    slope = float(np.max(np.abs(estimate), initial=0.0))
-    bound = spread + rounding * (values + abs(np.float64(x[i])) * slope) / (h / 4)
-    return estimate, bound if np.isfinite(bound) else np.inf
+    spread = _largest(fourth_order[1] - fourth_order[0])
+    slope = _largest(estimate)
+    rounding_error = rounding * (values + abs(np.float64(x[i])) * slope) / (h / 4)
+    rounded = rounding_error + noise / h
+    bound = spread + rounded
+    if not np.isfinite(bound):
+        return _Estimate(estimate, np.inf, np.inf)
+    return _Estimate(estimate, bound, rounded)
 
 
 @functools.cache
