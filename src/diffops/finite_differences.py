@@ -83,7 +83,7 @@ coarse for ``func`` is not confirmed by one far looser."""
 
 _LOOSE = 1e-3
 """Error bound, relative to the largest entry of the estimate, above which smaller
-steps are tried, where the two steps agree."""
+steps are tried, where the two steps agree and the bound is mostly truncation."""
 
 _FAR_BETTER = 1e-2
 """How much smaller the other step's bound must be for it to be taken. Bounds
@@ -99,7 +99,7 @@ class _Estimate(NamedTuple):
     value: np.ndarray
     bound: float
     """On the error of ``value``; ``inf`` where it is not finite."""
-    rounded: float = 0.0
+    rounded: float
     """The part of ``bound`` that is the rounding and noise of the values."""
 
 
@@ -284,7 +284,7 @@ def _extrapolated(
 
     Central differences at ``h``, ``h/2`` and ``h/4`` extrapolated twice. The bound
     is the largest difference of the two fourth-order estimates plus the rounding of
-    the values and of ``x[i]``, and the values' ``noise``, over ``h/4``.
+    the values and of ``x[i]`` over ``h/4``, and the values' ``noise`` over ``h``.
     """
     differences = []
     rounding, values = epsilon or 0.0, 0.0
