@@ -1143,25 +1143,27 @@ def test_an_mtp_returned_alone_is_checked_by_differences_that_bear_their_noise()
     assert not wrong.ok
 
 
-def test_steps_between_the_two_are_tried_where_the_smaller_rounds_too_much():
-    # log near its domain edge (x5 = 1.2e-5: the scaled step 1e-3 reaches past
-    # 0) beside an exp of about 1e9: the step scaled down by x5 (1.2e-8) rounds
-    # f to 500 of the derivative's 537,140, beyond rtol; a step 100 times larger
-    # does to 1.
-    b = np.array([-1.1532e-3, 9.6296e-4, -1.0689e-3, -1.8427e-4, 2.6633e-3, 6.074e-4])
-    x = np.array([421.25, -0.41461, 2.1679, -9876.5, 6662.3, 1.1974e-5])
+def test_no_larger_step_smooths_over_a_ripple_near_a_domain_edge():
+    # log x at 1e-5 (the scaled step 1e-3 reaches past 0) beside a ripple of
+    # period 1.5e-8 that the step scaled down by x (1e-8) resolves. Steps ten to a
+    # thousand times larger, once tried there, averaged the ripple out, agreed with
+    # each other, and a gradient 1 % of its size low passed.
+    period, amplitude = 2.4380273084089486e-09, 7.847599703514607e-06
 
-    def f(y):
-        return -1.11 * np.log(0.381 * y[5]) + 5.47 * np.exp(b @ y)
+    def f(x):
+        return np.log(x[0]) + amplitude * np.sin(x[0] / period)
 
-    def gradient(y):
-        g = 5.47 * np.exp(b @ y) * b
-        g[5] += -1.11 / y[5]
-        return g, f(y)
+    def gradient(x, error=0.0):
+        g = 1 / x[0] + amplitude / period * np.cos(x[0] / period)
+        return np.array([g * (1 + error)]), f(x)
 
+    x = np.array([1e-5])
     with np.errstate(invalid="ignore"):
-        report = check_derivatives(f, {"grad_and_value": gradient}, x)
-    assert report.ok, report
+        for error in (-0.0101, 0.0101):
+            wrong = check_derivatives(
+                f, {"grad_and_value": lambda y, e=error: gradient(y, e)}, x
+            )
+            assert not wrong.ok, wrong
 
 
 def test_the_bound_of_finite_differences_holds():
