@@ -192,10 +192,10 @@ def _derivative(
     smaller = step * min(1.0, size)
     other = at(smaller)
     if other.bound < _FAR_BETTER * scaled.bound:
-        # Steps between the two are not tried where it rounds more than a check
-        # can bear: larger steps smooth over features they cannot resolve, and
-        # agree with each other on the smoothed value (log x at 1e-5 beside a
-        # ripple of width 1e-9, where a gradient 1 % off passed).
+        # Taken even where it rounds more than a check can bear: steps between
+        # the two would smooth over features that it resolves and agree with each
+        # other on the smoothed value (log x at 1e-5 beside a ripple of period
+        # 1.5e-8, where a gradient 1 % off passed when they were tried).
         return other
     if np.isfinite(other.bound) and _apart(other, scaled) > scaled.bound + other.bound:
         # The two disagree by more than their bounds allow: one bound does not
