@@ -67,13 +67,19 @@ def test_the_bench_compares_with_the_fastest_hand_written_form(operator):
 def test_jax_products_are_measured_against_the_two_call_bound(operator, func, expected):
     if not available("jax"):
         pytest.skip("jax is not installed")
-    forms = bench.hand_written("jax", operator, func)
-    assert set(forms) == {"jit composite", "jit, product from (x, M)"}
+    forms = bench.hand_written("jax", operator, func, n=3)
+    names = ["jit composite", "jit, product from (x, M)", "jit, tabulated"]
+    assert sorted(forms) == names
+    # Where the product's table is large, it is not written tabulated.
+    assert sorted(bench.hand_written("jax", operator, func, n=200)) == names[:2]
     x = np.array([1.0, 2.0, 3.0])
-    composite, two_calls = (forms[name](x) for name in sorted(forms))
+    composite, two_calls, tabulated = (forms[name](x) for name in names)
     argument = np.ones(np.shape(composite[1]))
-    assert len(composite) == len(two_calls)
+    assert len(composite) == len(two_calls) == len(tabulated)
     np.testing.assert_allclose(two_calls[0](argument), composite[0](argument), 1e-5)
+    np.testing.assert_allclose(tabulated[0](argument), composite[0](argument), 1e-5)
+    for by_table, by_calls in zip(tabulated[1:], two_calls[1:], strict=True):
+        np.testing.assert_allclose(by_table, by_calls, 1e-5)
     if expected is not None:
         np.testing.assert_allclose(two_calls[0](argument), expected(x, 1.0), 1e-5)
 
@@ -98,8 +104,8 @@ def test_owned_hand_written_forms_keep_diffops_guarantees(backend, operator):
     rng = np.random.default_rng(3)
     argument = rng.standard_normal(np.shape(expected[1])) if product else None
     wanted = [expected[0](argument), *expected[1:]] if product else list(expected)
-    forms = bench.hand_written(backend, operator, func, owned=True)
-    assert set(forms) == set(bench.hand_written(backend, operator, func))
+    forms = bench.hand_written(backend, operator, func, owned=True, n=4)
+    assert set(forms) == set(bench.hand_written(backend, operator, func, n=4))
     for name, form in forms.items():
         point = x.copy()
         outputs = list(form(point))

@@ -1,11 +1,12 @@
 """Where a backend picks between ways of computing, every way gives the right answer.
 
-The compiled ``jax`` backend computes ``mtp``, ``mhp`` and ``vjp`` from the point up to
-``n = RECOMPUTE_UP_TO`` and from the residuals of the evaluation beyond, and returns
-outputs of at most ``PACK_UP_TO`` numbers packed in one array; both sides of each
-threshold are tested here, with the threshold moved so that small cases cross it, or
-at sizes on either side of it. ``jax_nojit`` computes ``mtp`` and Jacobians in forms
-of their own, faster op by op. The ``torch`` backend computes at one point with
+The compiled ``jax`` backend computes ``mtp``, ``mhp`` and ``vjp`` by a table the call
+computes where it is small and cheap (``TABULATE_UP_TO``, ``TABULATE_FLOPS``), from the
+point up to ``n = RECOMPUTE_UP_TO`` and from the residuals of the evaluation beyond,
+and returns outputs of at most ``PACK_UP_TO`` numbers packed in one array; both sides
+of each threshold are tested here, with the threshold moved so that small cases cross
+it, or at sizes on either side of it. ``jax_nojit`` computes ``mtp`` and Jacobians in
+forms of their own, faster op by op. The ``torch`` backend computes at one point with
 PyTorch's tape and at many with :mod:`torch.func`; the tape's edge cases (outputs
 that do not depend on ``x``, a caller that turned recording off, ``.detach()``) are
 tested here. Expected values come from the hand-derived formulas (products by the
@@ -68,16 +69,40 @@ def expected_product(
 
 
 def jax_derivative_with(monkeypatch, threshold: str, value: int, operator: str, case):
-    """``operator`` of ``case`` on ``jax``, made with ``threshold`` set to ``value``."""
-    monkeypatch.setattr(backend_module("jax"), threshold, value)
+    """``operator`` of ``case`` on ``jax``, made with ``threshold`` set to ``value``.
+
+    With no table for a product, unless ``threshold`` is the table's.
+    """
+    jax_backend = backend_module("jax")
+    monkeypatch.setattr(jax_backend, "TABULATE_UP_TO", 0)
+    monkeypatch.setattr(jax_backend, threshold, value)
     return derivative("jax", operator, render(case, "jax"))  # made after the patch
 
 
-def recomputes(product) -> bool:
-    """Whether a ``jax`` product recomputes from its point (else: residuals)."""
+def strategy(product) -> str:
+    """How a ``jax`` product computes: ``"table"``, ``"point"`` or ``"residuals"``."""
     from diffops.backends.jax import _FromPoint
 
-    return type(product._state) is _FromPoint
+    state = product._state
+    if type(state) is np.ndarray:
+        return "table"
+    return "point" if type(state) is _FromPoint else "residuals"
+
+
+STRATEGIES = {
+    "table": {"TABULATE_UP_TO": 10**6, "TABULATE_FLOPS": 10**12},
+    "point": {"TABULATE_UP_TO": 0},
+    "residuals": {"RECOMPUTE_UP_TO": 0},
+}
+"""The thresholds that make each ``jax`` product strategy the one taken."""
+
+
+def jax_derivative_by(monkeypatch, name: str, operator: str, case, func=None):
+    """``operator`` on ``jax`` made with its product computed the way ``name`` says."""
+    jax_backend = backend_module("jax")
+    for threshold, value in STRATEGIES[name].items():
+        monkeypatch.setattr(jax_backend, threshold, value)
+    return derivative("jax", operator, func or render(case, "jax"))
 
 
 PRODUCT_CASES = [
@@ -90,17 +115,13 @@ PRODUCT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("recompute_up_to", [10_000, 0], ids=["below", "above"])
+@pytest.mark.parametrize("way", list(STRATEGIES))
 @pytest.mark.parametrize(("operator", "case"), PRODUCT_CASES, ids=str)
-def test_jax_products_on_both_sides_of_the_threshold(
-    operator, case, recompute_up_to, monkeypatch
-):
-    d = jax_derivative_with(
-        monkeypatch, "RECOMPUTE_UP_TO", recompute_up_to, operator, case
-    )
+def test_jax_products_computed_each_way(operator, case, way, monkeypatch):
+    d = jax_derivative_by(monkeypatch, way, operator, case)
     x = case.point
     outputs = d(x)
-    assert recomputes(outputs[0]) == (recompute_up_to >= x.size)
+    assert strategy(outputs[0]) == way
     rng = np.random.default_rng(3)
     for _ in range(2):  # two arguments, one point: the state serves both
         argument = rng.standard_normal(outputs[0].shape)
@@ -113,36 +134,45 @@ def test_jax_products_on_both_sides_of_the_threshold(
     np.testing.assert_allclose(outputs[1], below(x), **TOLERANCE)
 
 
-@pytest.mark.parametrize("recompute_up_to", [10_000, 0], ids=["below", "above"])
+@pytest.mark.parametrize("way", list(STRATEGIES))
 @pytest.mark.parametrize(
     ("operator", "case"),
-    [("mtp_hessian_grad_and_value", SMOOTH), ("vjp_and_value", SEVERAL_OUTPUTS)],
+    [
+        ("mtp_hessian_grad_and_value", SMOOTH),
+        ("mhp_jacobian_and_value", SEVERAL_OUTPUTS),
+        ("vjp_and_value", SEVERAL_OUTPUTS),
+    ],
     ids=str,
 )
-def test_a_recomputing_product_stays_at_its_point_and_pickles(
-    operator, case, recompute_up_to, monkeypatch
+def test_a_product_stays_at_its_point_and_pickles_each_way(
+    operator, case, way, monkeypatch
 ):
-    d = jax_derivative_with(
-        monkeypatch, "RECOMPUTE_UP_TO", recompute_up_to, operator, case
-    )
+    d = jax_derivative_by(monkeypatch, way, operator, case)
     x = case.point.copy()
     first = d(x)[0]
+    assert strategy(first) == way
     point = x.copy()
     x += 0.5  # the caller moves on, in place
     d(x)  # and evaluates at the new point
     argument = np.random.default_rng(4).standard_normal(first.shape)
+    kept = argument.copy()
     expected = expected_product(case, point, argument, operator)
+    product = first(argument)
+    np.testing.assert_allclose(product, expected, **TOLERANCE)
+    np.testing.assert_array_equal(argument, kept)  # the argument is only read
+    assert product.flags.writeable
+    assert product.flags.owndata
+    assert not np.shares_memory(product, argument)
+    product[...] = np.nan  # the caller's own: the next product is unmoved
     np.testing.assert_allclose(first(argument), expected, **TOLERANCE)
     np.testing.assert_allclose(
         pickle.loads(pickle.dumps(first))(argument), expected, **TOLERANCE
     )
 
 
-@pytest.mark.parametrize("recompute_up_to", [10_000, 0], ids=["below", "above"])
+@pytest.mark.parametrize("way", list(STRATEGIES))
 @pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
-def test_a_jax_product_reads_data_as_its_evaluation_did(
-    backend, recompute_up_to, monkeypatch
-):
+def test_a_jax_product_reads_data_as_its_evaluation_did(backend, way, monkeypatch):
     """Data changed between the evaluation and the product's first use is not read.
 
     Neither a Python number rebound nor a NumPy array changed in place.
@@ -150,7 +180,8 @@ def test_a_jax_product_reads_data_as_its_evaluation_did(
     backend_module("jax")
     import jax.numpy as jnp
 
-    monkeypatch.setattr(backend_module("jax"), "RECOMPUTE_UP_TO", recompute_up_to)
+    for threshold, value in STRATEGIES[way].items():
+        monkeypatch.setattr(backend_module("jax"), threshold, value)
     data, weights = {"scale": 1.0}, np.ones(3)
 
     def f(x):  # f = s Σ w x³/6: H = s diag(w x), mtp(M) = s w diag(M)
@@ -174,11 +205,21 @@ def test_a_jax_product_reads_data_as_its_evaluation_did(
     np.testing.assert_allclose(mtp(M), [1, 2, 3], **TOLERANCE)
 
 
-def test_a_jax_product_jax_cannot_take_fails_where_it_is_used():
-    """Outputs whose derivative one order up JAX cannot reverse still come back."""
-    backend_module("jax")
+@pytest.mark.parametrize("way", ["table", "point"])
+def test_a_jax_product_jax_cannot_reverse_is_tabulated_or_fails_where_used(
+    way, monkeypatch
+):
+    """Outputs whose derivative one order up JAX cannot reverse still come back.
+
+    Their product then raises JAX's error where it is used, unless it is tabulated:
+    its table is computed forward, which JAX can do.
+    """
+    jax_backend = backend_module("jax")
     import jax
     import jax.numpy as jnp
+
+    if way == "point":
+        monkeypatch.setattr(jax_backend, "TABULATE_UP_TO", 0)
 
     def square_by_loop(x):  # x² as x²/3 three times, by a while_loop: forward only
         def body(carry):
@@ -202,19 +243,125 @@ def test_a_jax_product_jax_cannot_take_fails_where_it_is_used():
     mtp, H, g, _ = derivative("jax", "mtp_hessian_grad_and_value", f)(x)
     np.testing.assert_allclose(H, np.diag(2 * x), **TOLERANCE)
     np.testing.assert_allclose(g, x**2, **TOLERANCE)
+    assert strategy(mtp) == way
+    M = np.arange(9.0).reshape(3, 3)
+    if way == "table":  # ∂³f/∂x_i∂x_j∂x_k = 2 where i = j = k: mtp(M) = 2 diag(M)
+        np.testing.assert_allclose(mtp(M), 2 * np.diag(M), **TOLERANCE)
+        return
     with pytest.raises(ValueError, match="Reverse-mode differentiation does not work"):
-        mtp(np.eye(3))
+        mtp(M)
 
 
 def test_jax_nojit_products_keep_the_residuals():
     backend_module("jax")
     d = derivative("jax_nojit", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
     product = d(SMOOTH.point)[0]
-    assert not recomputes(product)
+    assert strategy(product) == "residuals"
     argument = np.random.default_rng(5).standard_normal(product.shape)
     np.testing.assert_allclose(
         product(argument), expected_product(SMOOTH, SMOOTH.point, argument), **TOLERANCE
     )
+
+
+@pytest.mark.parametrize(
+    ("threshold", "value", "way"),
+    [
+        ("TABULATE_UP_TO", 4**3, "table"),  # SMOOTH's table: 16 rows of n = 4
+        ("TABULATE_UP_TO", 4**3 - 1, "point"),
+        ("TABULATE_FLOPS", 10**12, "table"),
+        ("TABULATE_FLOPS", -(10**12), "point"),
+    ],
+)
+def test_a_jax_product_is_tabulated_on_one_side_of_each_threshold(
+    threshold, value, way, monkeypatch
+):
+    jax_backend = backend_module("jax")
+    monkeypatch.setattr(jax_backend, "TABULATE_UP_TO", 10**6)
+    monkeypatch.setattr(jax_backend, "TABULATE_FLOPS", 10**12)
+    monkeypatch.setattr(jax_backend, threshold, value)
+    d = derivative("jax", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
+    x = SMOOTH.point
+    mtp, H, _, _ = d(x)
+    assert strategy(mtp) == way
+    M = np.random.default_rng(6).standard_normal((4, 4))
+    np.testing.assert_allclose(mtp(M), expected_product(SMOOTH, x, M), **TOLERANCE)
+    np.testing.assert_allclose(H, SMOOTH.hessian(x), **TOLERANCE)
+
+
+def test_a_product_dear_to_tabulate_is_computed_from_its_point():
+    """At the default thresholds: a small, cheap table is made, a dear one is not."""
+    backend_module("jax")
+    import jax.numpy as jnp
+
+    W = np.random.default_rng(7).standard_normal((20_000, 4)) / 100
+
+    def dear(x):  # f = Σ log cosh(W x): H = Wᵀ diag(sech²(W x)) W
+        return jnp.sum(jnp.log(jnp.cosh(W @ x)))
+
+    x = np.array([0.3, -0.2, 0.5, 0.1])
+    mtp = derivative("jax", "mtp_hessian_grad_and_value", dear)(x)[0]
+    assert strategy(mtp) == "point"
+    cheap = derivative("jax", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
+    assert strategy(cheap(SMOOTH.point)[0]) == "table"
+    M = np.random.default_rng(8).standard_normal((4, 4))
+    t = np.tanh(W @ x)  # ∂/∂x_k Σ_ij M_ij H_ij = Σ_r (w_rᵀ M w_r) (-2 t s²)_r W_rk
+    weights = np.einsum("ri,ij,rj->r", W, M, W) * -2 * t * (1 - t**2)
+    np.testing.assert_allclose(mtp(M), weights @ W, **TOLERANCE)
+
+
+def test_a_jax_product_is_not_tabulated_where_xla_counts_no_cost(monkeypatch):
+    jax_backend = backend_module("jax")
+    monkeypatch.setattr(jax_backend, "_flops", lambda lowered: None)
+    d = derivative("jax", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
+    mtp = d(SMOOTH.point)[0]
+    assert strategy(mtp) == "point"
+    M = np.eye(4)
+    np.testing.assert_allclose(
+        mtp(M), expected_product(SMOOTH, SMOOTH.point, M), **TOLERANCE
+    )
+
+
+def test_a_vjp_whose_table_jax_cannot_compute_forward_is_computed_from_its_point():
+    """A ``custom_vjp`` function has no forward derivative: a table of ``m >= n``
+    rows, computed forward, cannot be made; the product is made from the point."""
+    backend_module("jax")
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def c(x):  # c = sin x: J = diag(cos x), vjp(u) = u cos x
+        return jnp.sin(x)
+
+    c.defvjp(lambda x: (jnp.sin(x), x), lambda x, u: (jnp.cos(x) * u,))
+    x = np.array([0.5, -1.0, 2.0])
+    vjp, value = derivative("jax", "vjp_and_value", c)(x)
+    assert strategy(vjp) == "point"
+    u = np.array([1.0, 2.0, -3.0])
+    np.testing.assert_allclose(vjp(u), u * np.cos(x), **TOLERANCE)
+    np.testing.assert_allclose(value, np.sin(x), **TOLERANCE)
+
+
+@pytest.mark.parametrize(("operator", "case"), PRODUCT_CASES[::2], ids=str)
+def test_a_tabulated_product_in_float32_and_from_threads(operator, case):
+    backend_module("jax")
+    d = derivative("jax", operator, render(case, "jax"))
+    x = case.point.astype(np.float32)
+    product = d(x)[0]
+    assert strategy(product) == "table"
+    arguments = np.random.default_rng(9).standard_normal((8, *product.shape))
+    expected = [
+        expected_product(case, x.astype(float), argument, operator)
+        for argument in arguments
+    ]
+    results = [None] * len(arguments)
+
+    def work(i):
+        results[i] = product(arguments[i])
+
+    assert not in_threads(work, len(arguments))
+    for result, wanted in zip(results, expected, strict=True):
+        assert result.dtype == np.float32
+        np.testing.assert_allclose(result, wanted, rtol=1e-5, atol=1e-5)
 
 
 RUN_ONCE_CASES = [

@@ -141,10 +141,24 @@ class Measurement:
 # The same computations written by hand in each framework.
 
 
+HAND_TABULATED_UP_TO = 32768
+"""Most numbers in a product's table for the bench to time it tabulated by hand."""
+
+
 def _jax_forms(
-    operator: str, func: Callable[..., Any], compile: bool, owned: bool
+    operator: str,
+    func: Callable[..., Any],
+    compile: bool,
+    owned: bool,
+    n: int | None = None,
 ) -> Any:
-    """The jitted composite and, for a product operator, the two-call bound."""
+    """The jitted composite and, for a product operator, the two-call bound.
+
+    And, where ``n`` is given and the product's table holds at most
+    :data:`HAND_TABULATED_UP_TO` numbers, the tabulated form: one compiled call
+    computing the table ``∂D/∂x`` of the output ``D`` after the product with the
+    outputs, and the product its matrix-vector product in NumPy.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -214,7 +228,42 @@ def _jax_forms(
             return (functools.partial(_apply_numpy, convert, product, x), *arrays)
 
         forms["jit, product from (x, M)"] = two_calls
+        if n:
+            forms.update(_jax_tabulated(below, definitions[name], n, convert))
     return forms
+
+
+def _jax_tabulated(
+    below: Callable[..., Any],
+    outputs: Callable[..., Any],
+    n: int,
+    convert: Callable[..., Any],
+) -> dict[str, Callable[..., Any]]:
+    """The tabulated form by hand, where its table is small: or none."""
+    import jax
+    import jax.numpy as jnp
+
+    def flat(x: Any) -> Any:
+        return jnp.ravel(below(x))
+
+    point = jax.ShapeDtypeStruct((n,), jnp.result_type(float))  # type: ignore[no-untyped-call]
+    size = jax.eval_shape(flat, point).shape[0]
+    if size * n > HAND_TABULATED_UP_TO:
+        return {}
+    table = (jax.jacfwd if size >= n else jax.jacrev)(flat)
+    tabulated = jax.jit(lambda x: (table(x), *outputs(x)))
+
+    def tabulated_call(x: Any) -> Any:
+        matrix, *arrays = tabulated(x)
+        product = functools.partial(_table_product, np.asarray(matrix))
+        return (product, *map(convert, arrays))
+
+    return {"jit, tabulated": tabulated_call}
+
+
+def _table_product(table: np.ndarray, argument: np.ndarray) -> np.ndarray:
+    product: np.ndarray = argument.reshape(-1) @ table
+    return product
 
 
 def _apply_numpy(
@@ -418,7 +467,11 @@ def _torch_compiled_forms(operator: str, func: Callable[..., Any]) -> Any:
 
 
 def hand_written(
-    backend: str, operator: str, func: Callable[..., Any], owned: bool = False
+    backend: str,
+    operator: str,
+    func: Callable[..., Any],
+    owned: bool = False,
+    n: int | None = None,
 ) -> dict[str, Callable[..., Any]]:
     """The forms an expert would write by hand for ``operator``, by name.
 
@@ -434,6 +487,8 @@ def hand_written(
             of ``x`` where it reads ``x`` later (``jax``, ``jax_nojit`` and
             ``torch``). By default they return what the framework hands back:
             JAX's read-only views of its buffers, views of torch's tensors.
+        n: The length of ``x``, where known: for ``jax``, a product whose table
+            is small is also written tabulated.
 
     Returns:
         Name to function; the bench keeps the fastest for each target.
@@ -442,7 +497,7 @@ def hand_written(
         msg = f"owned forms are written for jax, jax_nojit and torch, not {backend!r}"
         raise ValueError(msg)
     if backend in ("jax", "jax_nojit"):
-        return _jax_forms(operator, func, backend == "jax", owned)  # type: ignore[no-any-return]
+        return _jax_forms(operator, func, backend == "jax", owned, n)  # type: ignore[no-any-return]
     if backend == "autograd":
         return _autograd_forms(operator, func)  # type: ignore[no-any-return]
     if backend == "torch":
@@ -739,14 +794,14 @@ def _measure(
         build = functools.partial(
             autodiff_fallback, None, func, operator, operator, backend
         )
-        forms = hand_written(backend, operator, func)
+        forms = hand_written(backend, operator, func, n=n)
     builders: dict[str, Callable[[], Callable[..., Any]]] = {"diffops": build}
     if with_peer and backend in _PEER_BACKENDS:
         builders["peer"] = functools.partial(_peer, backend, operator, func)
     for name, form in forms.items():
         builders[f"hand: {name}"] = functools.partial(lambda form: form, form)
     if backend in OWNED_FORMS:
-        owned = hand_written(backend, operator, func, owned=True)
+        owned = hand_written(backend, operator, func, owned=True, n=n)
         for name, form in owned.items():
             builders[f"owned: {name}"] = functools.partial(lambda form: form, form)
     built = {name: _timed_build(builder, x) for name, builder in builders.items()}
