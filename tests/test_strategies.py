@@ -321,6 +321,30 @@ def test_a_jax_product_is_not_tabulated_where_xla_counts_no_cost(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("unavailable", ["none", "raises"])
+def test_a_cost_the_lowered_computation_cannot_count_is_counted_compiled(unavailable):
+    """As on CUDA, a plugin platform: the lowered analysis is None (or raises)."""
+    jax_backend = backend_module("jax")
+    import jax
+    import jax.numpy as jnp
+
+    point = jax.ShapeDtypeStruct((3,), np.float64)
+    lowered = jax.jit(lambda x: jnp.sum(x * x) + jnp.prod(x)).trace(point).lower()
+
+    class Plugin:  # the lowered computation as a plugin platform's is
+        def cost_analysis(self) -> dict | None:
+            if unavailable == "raises":
+                raise NotImplementedError
+            return None  # what JAX's Lowered.cost_analysis returns on CUDA
+
+        def compile(self):
+            return lowered.compile()
+
+    counted = jax_backend._flops(Plugin())
+    assert counted == jax_backend._flops(lowered.compile())
+    assert counted >= 5  # 3 products, 2 sums at least, and XLA counts them
+
+
 def test_a_vjp_whose_table_jax_cannot_compute_forward_is_computed_from_its_point():
     """A ``custom_vjp`` function has no forward derivative: a table of ``m >= n``
     rows, computed forward, cannot be made; the product is made from the point."""

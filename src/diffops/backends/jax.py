@@ -433,10 +433,17 @@ def _tabulated(
 def _flops(lowered: Any) -> float | None:
     """XLA's count of a lowered computation's floating-point operations, if it has one.
 
-    A computation that does none (a constant) has no count in XLA's analysis.
+    A computation that does none (a constant) has no count in XLA's analysis. Where
+    the lowered computation has no analysis (a platform reached through a plugin,
+    such as CUDA), it is compiled, as its first call would, for the compiled one's.
     ``cost_analysis`` was a list of one dict per computation before JAX 0.4.36.
     """
-    analysis = lowered.cost_analysis()
+    try:
+        analysis = lowered.cost_analysis()
+    except NotImplementedError:
+        analysis = None
+    if analysis is None:
+        analysis = lowered.compile().cost_analysis()
     if isinstance(analysis, list | tuple):
         analysis = analysis[0] if analysis else None
     if not isinstance(analysis, dict):
