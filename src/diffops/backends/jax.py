@@ -6,8 +6,11 @@ a JAX array that JAX can trace. The registered function wrappers make from it th
 (backend ``jax``) compiles it with :func:`jax.jit`, and its products too;
 :func:`return_numpy_arrays` (backend ``jax_nojit``) runs it op by op.
 
-A product (``mtp``, ``mhp``, ``vjp``) can be computed two ways. Its state can be the
-pullback of :func:`jax.vjp` at ``x``, a pytree whose leaves are the residuals of the
+A product (``mtp``, ``mhp``, ``vjp``) can be computed three ways. Compiled, where its
+matrix (``∂H/∂x``, ``∂J/∂x`` or ``J``) is small and cheap, the call computes that
+matrix, its table, with the outputs, and a product is a matrix-vector product in
+NumPy: see :data:`TABULATE_UP_TO`. Otherwise, its state can be the pullback of
+:func:`jax.vjp` at ``x``, a pytree whose leaves are the residuals of the
 evaluation, so that ``mtp(M)`` is one backward pass; or it can be the point ``x`` alone
 (``_FromPoint``), so that the evaluation computes only ``H`` (or ``J``, or ``c(x)``)
 and ``mtp(M)`` is the gradient of ``x ↦ ⟨M, H(x)⟩``, computed afresh by a second
@@ -136,20 +139,21 @@ product is ``A.ravel() @ T`` in NumPy: about a µs, where a second compiled call
 its dispatch, 10-20 µs. A table is computed forward (``n`` pushforwards of ``D``)
 where ``D`` has at least ``n`` numbers, backward otherwise.
 
-Measured on a 2-core x86 machine (by hand, the forms taking turns), a call and one
-product tabulated took 0.63-0.92 times what the two compiled calls took for ``mtp``
-up to ``n = 10`` (1000 numbers), ``mhp`` of two constraints up to ``n = 15`` and of
-``n`` up to ``n = 10``, and ``vjp``, for quadratics, ``tanh`` layers and sums of
-``sin``, ``exp`` and ``cos``; it took 1.14-1.76 times as long for tables of 3375
-numbers (``mtp`` at ``n = 15``), and as long (1.03) for five ``tanh`` layers at ``n =
-10``, whose table cost 342,000 more floating-point operations. A product applied more
-than once at a point gains each time.
+Measured by hand on a 2-core x86 machine (the forms taking turns), a call and one
+product tabulated took 0.63-0.93 times what the two compiled calls took, for
+quadratics, ``tanh`` layers and sums of ``sin``, ``exp`` and ``cos``, with tables of up
+to 1800 numbers (``mtp`` up to ``n = 10``, ``mhp`` of two constraints up to ``n =
+30``, ``vjp``), and 0.90-1.06 times with 1728 (``mtp`` at ``n = 12``); 1.14-7.8 times
+as long with 3375 or more (``mtp`` from ``n = 15``), and as long (1.03) for five
+``tanh`` layers at ``n = 10``, whose table cost 342,000 more operations. A product
+applied more than once at a point gains each time; on a GPU, where a compiled
+product is a round trip of tenths of a millisecond, far more.
 """
 
 TABULATE_FLOPS = 100_000
 """Most floating-point operations that tabulating a product may add to a call beyond
-the product's own, as XLA counts them in the lowered computations (see
-:data:`TABULATE_UP_TO`).
+the product's own, as XLA counts them in the lowered computations (in the compiled
+ones where the lowered have no count, as on CUDA; see :data:`TABULATE_UP_TO`).
 
 A bound on work that costs less than a compiled call's dispatch, so that a function
 dear to evaluate keeps its product recomputed from the point: its table would cost
