@@ -321,6 +321,54 @@ def test_a_jax_product_is_not_tabulated_where_xla_counts_no_cost(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("check", ["jax_debug_nans", "jax_debug_infs"])
+def test_products_are_not_tabulated_where_jax_checks_for_nan(check):
+    """f = Σ x^(5/2) at x₀ = 0: finite H, an infinite third derivative in its table.
+
+    With JAX's check on where a length is first called, the call returns the
+    outputs, as without a table, and the product is computed from its point.
+    """
+    backend_module("jax")
+    import jax
+    import jax.numpy as jnp
+
+    d = derivative("jax", "mtp_hessian_grad_and_value", lambda x: jnp.sum(x**2.5))
+    x = np.array([0.0, 1.0, 2.0])
+    jax.config.update(check, True)
+    try:
+        mtp, H, g, _ = d(x)
+        assert strategy(mtp) == "point"
+        np.testing.assert_allclose(H, np.diag(3.75 * x**0.5), **TOLERANCE)
+        np.testing.assert_allclose(g, 2.5 * x**1.5, **TOLERANCE)
+        with np.errstate(divide="ignore"):
+            third = 1.875 * x**-0.5  # ∂³f/∂x_i³, infinite at 0
+        if check == "jax_debug_nans":
+            np.testing.assert_allclose(mtp(np.eye(3)), third, **TOLERANCE)
+    finally:
+        jax.config.update(check, False)
+    at = np.array([0.5, 1.0, 2.0, 3.0])  # a length first called unchecked
+    mtp = d(at)[0]
+    assert strategy(mtp) == "table"
+    np.testing.assert_allclose(mtp(np.eye(4)), 1.875 * at**-0.5, **TOLERANCE)
+
+
+def test_a_function_that_loops_is_not_tabulated_unless_it_must_be():
+    """XLA counts a loop's body once: the cost of its table is unknown."""
+    backend_module("jax")
+    import jax
+    import jax.numpy as jnp
+
+    def f(x):  # Σ x³/6 added up by a loop of 3 steps: H = diag(x)/... see below
+        return jax.lax.fori_loop(0, 3, lambda i, total: total + jnp.sum(x**3) / 18, 0.0)
+
+    x = np.array([0.5, -1.0, 2.0])
+    mtp, H, _, _ = derivative("jax", "mtp_hessian_grad_and_value", f)(x)
+    assert strategy(mtp) == "point"
+    np.testing.assert_allclose(H, np.diag(x), **TOLERANCE)  # f = Σ x³/6
+    M = np.arange(9.0).reshape(3, 3)
+    np.testing.assert_allclose(mtp(M), np.diag(M), **TOLERANCE)
+
+
 @pytest.mark.parametrize("unavailable", ["none", "raises"])
 def test_a_cost_the_lowered_computation_cannot_count_is_counted_compiled(unavailable):
     """As on CUDA, a plugin platform: the lowered analysis is None (or raises)."""

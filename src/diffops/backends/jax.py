@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -455,6 +456,10 @@ def _flops(lowered: Any) -> float | None:
     return float(analysis.get("flops", 0.0))
 
 
+_LOOP = re.compile(r"\b(?:stablehlo|mhlo)\.while\b")
+"""A loop in a lowered computation's text."""
+
+
 class _FromPoint:
     """A product's state that recomputes it: ``product(x, argument)``, compiled.
 
@@ -561,7 +566,7 @@ class _Compiled:
             return _RESIDUALS
         point = jax.ShapeDtypeStruct(x.shape, x.dtype)  # type: ignore[no-untyped-call]
         shapes = jax.eval_shape(self.function, point)
-        product_flops = None
+        reversible, product_flops = True, None
         trace = getattr(self.product, "trace", None)  # JAX 0.4.31 on
         if trace is not None:
             # Traced and lowered now, so that it reads the data func reads
@@ -578,12 +583,12 @@ class _Compiled:
                 # One order more than the outputs, which JAX may not take in reverse
                 # (a while_loop): then the outputs are returned, and the product
                 # raises it where it is used, unless its table, computed forward,
-                # is small and cheap.
-                product_flops = 0.0
+                # is small.
+                reversible = False
         sizes = [int(np.prod(shape.shape)) for shape in shapes]
         if len({shape.dtype for shape in shapes}) > 1:
             return _SEPARATE
-        tabulated = self._tabulated(point, sizes[0], product_flops)
+        tabulated = self._tabulated(point, sizes[0], product_flops, reversible)
         if tabulated is not None:
             (n,) = x.shape
             table = (sizes[0] * n, (sizes[0], n))
@@ -593,23 +598,44 @@ class _Compiled:
         return self._layout(self.packed, shapes, sizes, None)
 
     def _tabulated(
-        self, point: Any, below: int, product_flops: float | None
+        self,
+        point: Any,
+        below: int,
+        product_flops: float | None,
+        reversible: bool,
     ) -> Callable[..., Any] | None:
         """The compiled evaluation with the product's table, where it is computed.
 
         That is, where the table is small and costs little more than the product
         (:data:`TABULATE_UP_TO`, :data:`TABULATE_FLOPS`), as XLA counts them; not
-        where JAX cannot compute it (it raises, or counts nothing). ``below`` is the
+        where JAX cannot compute it (it raises), where XLA counts nothing, or where
+        the computation loops (XLA counts a loop's body once, whatever its trip
+        count). Where the product cannot be computed from the point (JAX cannot
+        take ``func`` in reverse to its order, not ``reversible``), a small table
+        is computed whatever it costs: the product then works. ``below`` is the
         number of the table's rows, those of the output after the product.
+
+        Not where JAX checks computations for NaN or infinity (``jax_debug_nans``,
+        ``jax_debug_infs``): the table holds derivatives the outputs do not need,
+        which may have them where the outputs do not, and the call would raise.
         """
         (n,) = point.shape
-        if not self.tabulated or product_flops is None or below * n > TABULATE_UP_TO:
+        if not self.tabulated or below * n > TABULATE_UP_TO:
+            return None
+        if jax.config.jax_debug_nans or jax.config.jax_debug_infs:  # type: ignore[attr-defined]
+            return None
+        if reversible and product_flops is None:
             return None
         tabulated = self.tabulated[below >= n]
         try:
-            flops = _flops(tabulated.trace(point).lower())  # type: ignore[attr-defined]
+            lowered = tabulated.trace(point).lower()  # type: ignore[attr-defined]
         except Exception:  # JAX cannot differentiate func to the table's order
             return None
+        if not reversible:
+            return tabulated
+        if product_flops is None or _LOOP.search(lowered.as_text()):
+            return None
+        flops = _flops(lowered)
         if flops is None:
             return None
         allowed = product_flops + TABULATE_FLOPS
