@@ -624,8 +624,6 @@ class _Compiled:
             return None
         if jax.config.jax_debug_nans or jax.config.jax_debug_infs:  # type: ignore[attr-defined]
             return None
-        if reversible and product_flops is None:
-            return None
         tabulated = self.tabulated[below >= n]
         try:
             lowered = tabulated.trace(point).lower()  # type: ignore[attr-defined]
