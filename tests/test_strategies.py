@@ -352,6 +352,53 @@ def test_products_are_not_tabulated_where_jax_checks_for_nan(check):
     np.testing.assert_allclose(mtp(np.eye(4)), 1.875 * at**-0.5, **TOLERANCE)
 
 
+@pytest.mark.parametrize("operator", ["mtp", "mhp", "vjp"])
+def test_a_table_with_infinite_or_nan_entries_gives_way_to_the_point(operator):
+    """Where a derivative is infinite (of x^(5/2) at 0), a table computed forward
+    holds NaN where the true derivative is 0: the product is computed from the point.
+    """
+    backend_module("jax")
+    import jax.numpy as jnp
+
+    x, at = np.array([0.0, 0.5, 1.0]), np.array([0.5, 0.5, 1.0])
+    if operator == "mtp":  # f = Σ|x|^(5/2) + x₁²x₂²: ∂³f/∂x₁∂x₂∂x_k = (0, 4x₂, 4x₁)
+        func = lambda x: jnp.sum(jnp.abs(x) ** 2.5) + x[1] ** 2 * x[2] ** 2  # noqa: E731
+        argument = np.zeros((3, 3))
+        argument[1, 2] = argument[2, 1] = 1.0
+
+        def expected(x):
+            return [0.0, 8 * x[2], 8 * x[1]]
+
+    elif operator == "mhp":  # c = (x₁ x₀^(3/2), x₁², x₀x₁, x₂): ∂²c₁/∂x₁² = 2
+        func = lambda x: jnp.stack(  # noqa: E731
+            [x[1] * x[0] ** 1.5, x[1] ** 2, x[0] * x[1], x[2]]
+        )
+        argument = np.zeros((4, 3))
+        argument[1, 1] = 1.0
+
+        def expected(x):
+            return [0.0, 2.0, 0.0]
+
+    else:  # c = (x₁√x₀, x₁, x₀ + x₁, x₂): m > n, computed forward; uᵀJ at u = e₁+e₂
+        func = lambda x: jnp.stack(  # noqa: E731
+            [x[1] * jnp.sqrt(x[0]), x[1], x[0] + x[1], x[2]]
+        )
+        argument = np.array([0.0, 1.0, 1.0, 0.0])
+
+        def expected(x):
+            return [1.0, 2.0, 0.0]
+
+    name = {"mtp": "mtp_hessian_grad_and_value", "mhp": "mhp_jacobian_and_value"}
+    d = derivative("jax", name.get(operator, "vjp_and_value"), func)
+    regular, singular = d(at)[0], d(x)[0]
+    assert strategy(regular) == "table"
+    assert strategy(singular) == "point"
+    np.testing.assert_allclose(regular(argument), expected(at), **TOLERANCE)
+    # At x₀ = 0 JAX's own derivative there is NaN, with either backend; the others
+    # are exact, where the table's product would have made every entry NaN.
+    np.testing.assert_allclose(singular(argument)[1:], expected(x)[1:], **TOLERANCE)
+
+
 def test_a_function_that_loops_is_not_tabulated_unless_it_must_be():
     """XLA counts a loop's body once: the cost of its table is unknown."""
     backend_module("jax")
@@ -411,6 +458,34 @@ def test_a_vjp_whose_table_jax_cannot_compute_forward_is_computed_from_its_point
     u = np.array([1.0, 2.0, -3.0])
     np.testing.assert_allclose(vjp(u), u * np.cos(x), **TOLERANCE)
     np.testing.assert_allclose(value, np.sin(x), **TOLERANCE)
+
+
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit"])
+def test_a_custom_vjp_function_has_a_hessian_but_no_forward_jacobian(backend):
+    """As docs/operators.md says: forward over reverse differentiates the rule."""
+    backend_module("jax")
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def sine(x):
+        return jnp.sin(x)
+
+    sine.defvjp(lambda x: (jnp.sin(x), x), lambda x, u: (jnp.cos(x) * u,))
+    x = np.array([0.3, -0.5, 1.1])
+    H, g, v = derivative(
+        backend, "hessian_grad_and_value", lambda x: jnp.sum(sine(x)) ** 2
+    )(x)
+    np.testing.assert_allclose(v, np.sum(np.sin(x)) ** 2, **TOLERANCE)
+    s = np.sum(np.sin(x))  # f = s²: g = 2 s cos x, H = 2 cos x cos xᵀ - 2 s diag(sin x)
+    np.testing.assert_allclose(g, 2 * s * np.cos(x), **TOLERANCE)
+    hessian = 2 * np.outer(np.cos(x), np.cos(x)) - 2 * s * np.diag(np.sin(x))
+    np.testing.assert_allclose(H, hessian, **TOLERANCE)
+    wide = derivative(  # m = 2n rows: computed forward
+        backend, "jacobian_and_value", lambda x: jnp.concatenate([sine(x), sine(x)])
+    )
+    with pytest.raises(TypeError):
+        wide(x)
 
 
 @pytest.mark.parametrize(("operator", "case"), PRODUCT_CASES[::2], ids=str)
