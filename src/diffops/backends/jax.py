@@ -419,15 +419,11 @@ def _tabulated(
     *,
     forward: bool,
 ) -> tuple[Any, ...]:
-    """``(T, finite, *outputs)``: the product's table, whether it is finite, outputs.
+    """``(T, *outputs)``: the product's table ``T_sk = ∂D_s/∂x_k``, then the outputs.
 
-    ``T_sk = ∂D_s/∂x_k``, and ``finite`` is 1 where every entry of it is, else 0.
     ``transform`` computes the outputs after the product, ``D`` first (raveled in
     ``T``'s rows); they are the primal outputs of ``T``'s computation, ``forward``
-    (``n`` pushforwards, for a ``D`` of at least ``n`` numbers) or backward. Where a
-    derivative is infinite (of ``x^(5/2)`` at 0), the pushforwards multiply it by
-    zeros, and ``T`` holds NaN where ``D``'s derivative is 0: then the product is
-    computed from the point instead.
+    (``n`` pushforwards, for a ``D`` of at least ``n`` numbers) or backward.
     """
 
     def below(x: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -436,7 +432,7 @@ def _tabulated(
 
     derivative = jax.jacfwd if forward else jax.jacrev
     table, outputs = derivative(below, has_aux=True)(x)
-    return (table, jnp.all(jnp.isfinite(table)).astype(table.dtype), *outputs)
+    return (table, *outputs)
 
 
 def _flops(lowered: Any) -> float | None:
@@ -486,7 +482,7 @@ output, a slice for others) and, for more than one dimension, its shape."""
 Layout = tuple[Callable[..., Any], int, Places, tuple[int, tuple[int, int]] | None]
 """A packed evaluation: the compiled function that returns the packed array, its
 length, the outputs' :data:`Places` in it, and for a tabulated product the table's:
-its first ``k`` numbers, and its shape (the next number says whether it is finite)."""
+its first ``k`` numbers, and its shape."""
 
 Plan = Layout | str
 """How a compiled evaluation runs at one length and dtype of ``x``: packed in a
@@ -518,9 +514,9 @@ class _Compiled:
     (``H, g, f(x)``, ``J, c(x)`` or ``c(x)``). Where the product's table is small and
     cheap (:data:`TABULATE_UP_TO`), ``tabulated`` computes it before them, packed with
     them, and the product's state is the table, NumPy's read-only view of its part of
-    the packed array, where every entry of it is finite. Otherwise, up to ``n =``
-    :data:`RECOMPUTE_UP_TO`, the state is the point (a :class:`_FromPoint`); beyond,
-    ``residual`` evaluates the operator whole, and the state is its pullback.
+    the packed array. Otherwise, up to ``n =`` :data:`RECOMPUTE_UP_TO`, the state is
+    the point (a :class:`_FromPoint`); beyond, ``residual`` evaluates the operator
+    whole, and the state is its pullback.
 
     Args:
         function: The outputs' computation, on JAX arrays.
@@ -595,7 +591,7 @@ class _Compiled:
         tabulated = self._tabulated(point, sizes[0], product_flops, reversible)
         if tabulated is not None:
             (n,) = x.shape
-            table = (sizes[0] * n, (sizes[0], n))  # then whether it is finite
+            table = (sizes[0] * n, (sizes[0], n))
             return self._layout(tabulated, shapes, sizes, table)
         if len(shapes) == 1 or sum(sizes) > PACK_UP_TO:
             return _SEPARATE  # one output (vjp_and_value's c(x)): nothing to save
@@ -654,9 +650,9 @@ class _Compiled:
         sizes: list[int],
         table: tuple[int, tuple[int, int]] | None,
     ) -> Layout:
-        """The packed plan: the outputs' places after any table and its finiteness."""
+        """The packed plan: the outputs' places after the table, if there is one."""
         places: list[tuple[int | slice, tuple[int, ...] | None]] = []
-        start = 0 if table is None else table[0] + 1
+        start = 0 if table is None else table[0]
         for shape, size in zip(shapes, sizes, strict=True):
             if shape.ndim == 0:
                 places.append((start, None))
@@ -690,7 +686,7 @@ class _Compiled:
             return (state, *_numpy_outputs(arrays))
         if self.product is None:
             return outputs
-        if table is not None and packed[table[0]]:  # every entry finite
+        if table is not None:
             return (packed[: table[0]].reshape(table[1]), *outputs)
         return (_FromPoint(self.product, x), *outputs)
 
@@ -762,7 +758,7 @@ class _CompiledDerivativeFunction(DerivativeFunction):
         if compiled.product is None:
             return outputs
         state: np.ndarray | _FromPoint
-        if table is not None and packed[table[0]]:  # every entry finite
+        if table is not None:
             state = packed[: table[0]].reshape(table[1])
         else:
             state = _FromPoint(compiled.product, x)
