@@ -282,6 +282,51 @@ def test_no_cache_reads_and_writes_nothing(
     assert _entries(directory) == [entry]
 
 
+def _without_distribution(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> Callable[..., Any]:
+    """``importlib.metadata.version`` as where ``missing`` is on the path only."""
+    import importlib.metadata
+
+    found = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == missing:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return found(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    return version
+
+
+def test_diffops_run_from_a_clone_uninstalled_still_caches(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key takes diffops' version from the code imported, not from pip's record."""
+    _without_distribution(monkeypatch, "diffops")
+    _check_grad(2.0)
+    (entry,) = _entries(directory)
+    key = json.loads(entry.read_text())["key"]
+    import diffops
+
+    assert json.loads(key)["versions"]["diffops"] == diffops.__version__
+    with no_generation():
+        _check_grad(2.0)
+
+
+def test_symnum_of_unknown_version_builds_and_caches_nothing(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Code cached under a version that cannot be told could be served stale."""
+    _check_grad(2.0)
+    (entry,) = _entries(directory)
+    _without_distribution(monkeypatch, "symnum")
+    with no_generation(), pytest.raises(AssertionError, match="cache was not used"):
+        symnum_backend.grad_and_value(_scaled(2.0))
+    _check_grad(3.0)
+    assert _entries(directory) == [entry]
+
+
 @pytest.mark.parametrize(
     ("value", "off"),
     [("1", True), ("yes", True), ("TRUE", True), ("0", False), ("false", False),
@@ -315,7 +360,9 @@ def test_an_unwritable_cache_only_costs_time(
     monkeypatch.setenv("DIFFOPS_CACHE_DIR", str(blocker / "cache"))
     _check_grad(2.0)
     _check_grad(2.0)
-    assert cache.summary().entries == 0
+    assert not blocker.read_text()
+    with pytest.raises(NotADirectoryError, match="a file is not a directory"):
+        cache.summary()  # says why nothing is cached, as diffops cache does
 
 
 def test_processes_building_at_once_all_succeed(directory: Path) -> None:
@@ -432,4 +479,14 @@ def test_the_cache_command_says_what_it_could_not_do(
     directory.write_text("")  # DIFFOPS_CACHE_DIR names a file: nothing is cached
     for action in ([], ["clear"]):
         assert main(["cache", *action]) == 1
-        assert "not a directory, so nothing is cached" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert (
+            err
+            == f"diffops cache: {directory}: not a directory, so nothing is cached\n"
+        )
+    below = directory / "sub" / "deeper"  # a file above the cache's place: the same
+    monkeypatch.setenv("DIFFOPS_CACHE_DIR", str(below))
+    for action in ([], ["clear"]):
+        assert main(["cache", *action]) == 1
+        err = capsys.readouterr().err
+        assert f"{below}: {directory} is not a directory, so nothing is cached" in err

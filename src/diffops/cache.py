@@ -188,13 +188,19 @@ def _files(directory: Path | None) -> list[Path]:
     """The files in ``directory``, none where it is off or missing.
 
     Raises:
-        NotADirectoryError: Where something else lies at the cache's place (a file),
-            so that nothing can be cached.
+        NotADirectoryError: Where something else (a file) lies at the cache's place
+            or at that of a directory above it, so that nothing can be cached.
     """
-    if directory is None or not directory.exists():
+    if directory is None:
         return []
+    if not directory.exists():
+        blocking = next((p for p in directory.parents if p.exists()), None)
+        if blocking is None or blocking.is_dir():
+            return []  # made at the first entry stored
+        msg = f"{blocking} is not a directory, so nothing is cached"
+        raise NotADirectoryError(msg)
     if not directory.is_dir():
-        msg = f"not a directory, so nothing is cached: {directory}"
+        msg = "not a directory, so nothing is cached"
         raise NotADirectoryError(msg)
     return sorted(file for file in directory.iterdir() if file.is_file())
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+import diffops
 from diffops import cache
 from diffops.functions import DerivativeFunction, Runtime, as_output
 from diffops.operators import OPERATORS, operator_sections
@@ -89,15 +90,25 @@ def _expression(func: Callable[..., Any], length: int) -> Any:
     return func._sympy_func(named_array("x", (length,)))  # type: ignore[attr-defined]
 
 
-def _cache_key(operator: str, length: int, expression: Any) -> str:
+def _cache_key(operator: str, length: int, expression: Any) -> str | None:
     """What the generated code computes: the key of the on-disk cache.
 
     The traced expression, not the function's name or source, so that a changed
     constant or closure is never served the old code; and the versions of what
     generated it. An array's entries are each written out by :func:`sympy.srepr`,
     whose numbers are exact: the array's own printed form rounds them to 15 digits.
+    ``None``, and nothing cached, where SymNum's version cannot be told (it is not
+    installed as a distribution, but found on the path).
     """
-    versions = {name: importlib.metadata.version(name) for name in _GENERATORS}
+    try:
+        symnum_version = importlib.metadata.version("symnum")  # no __version__
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    versions = {
+        "diffops": diffops.__version__,  # this code's, installed or not
+        "symnum": symnum_version,
+        "sympy": sympy.__version__,
+    }
     if isinstance(expression, SymbolicArray):
         written = {
             "shape": [int(size) for size in expression.shape],
@@ -107,9 +118,6 @@ def _cache_key(operator: str, length: int, expression: Any) -> str:
         written = {"entry": sympy.srepr(expression)}
     key = {"operator": operator, "n": length, "expression": written}
     return json.dumps({**key, "versions": versions}, sort_keys=True)
-
-
-_GENERATORS = ("diffops", "symnum", "sympy")
 
 
 def _source(generated: Callable[..., Any]) -> str:
@@ -261,14 +269,15 @@ def _derivative(
     else:
         check_vector_output(shape, name)
     key = _cache_key(name, length, expression)
-    cached = cache.load(key)
+    cached = None if key is None else cache.load(key)
     if cached is not None:
         with contextlib.suppress(Exception):  # a damaged entry: made again below
             return _from_source(name, cached["source"], cached["function"], length)
     generated = getattr(symnum, SYMNUM_OPERATORS[name])(func, return_aux=True)
     source = _source(generated)
     derivative = _from_source(name, source, generated.__name__, length)
-    cache.store(key, {"source": source, "function": generated.__name__})
+    if key is not None:
+        cache.store(key, {"source": source, "function": generated.__name__})
     return derivative
 
 
