@@ -178,8 +178,8 @@ def test_eight_threads_share_one_derivative_function(backend, operator):
 def test_threads_mix_every_operator_with_vectorised_ones(backend):
     """Per-point operators in some threads, :func:`diffops.vectorize` in another.
 
-    ``torch`` runs its tape without a lock, and :mod:`torch.func`'s forward mode
-    (``vectorize``'s Hessians) with one: threads doing both at once still each get
+    ``torch`` runs its tape without a lock, and :mod:`torch.func`'s transforms
+    (``vectorize``'s) with one: threads doing both at once still each get
     their own answers, and one product applied from every thread at once too.
     """
     from diffops import vectorize

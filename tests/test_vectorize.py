@@ -247,6 +247,65 @@ def test_a_function_the_framework_cannot_vectorise_is_evaluated_row_by_row(backe
         assert_rows(vectorized(X), rows(function, X))
 
 
+def _scaled_by_a_constant(x):
+    """``f = s Σ sin x``, ``s = Σ x²`` under torch.no_grad: a constant to autograd."""
+    import torch
+
+    with torch.no_grad():
+        s = torch.sum(x**2)
+    return s * torch.sum(torch.sin(x))
+
+
+def _stretched_by_a_constant(x):
+    """``c = s(x) sin x``, ``s`` as above."""
+    import torch
+
+    with torch.no_grad():
+        s = torch.sum(x**2)
+    return s * torch.sin(x)
+
+
+@pytest.mark.parametrize("operator", DIFF_OPS)
+def test_torch_no_grad_in_func_is_heeded_in_a_batch_as_at_a_point(operator):
+    """Every derivative treats a term under torch.no_grad as a constant, batched too.
+
+    With ``s`` constant: ``g = s cos x``, ``H = -s diag(sin x)``, ``mtp(M)[i] = -s
+    cos(x_i) M[i, i]``; ``J = s diag(cos x)``, ``mhp(M)[k] = -s sin(x_k) M[k, k]``.
+    """
+    pytest.importorskip("torch")
+    scalar = OPERATORS[operator].applies_to == "scalar"
+    func = _scaled_by_a_constant if scalar else _stretched_by_a_constant
+    X = np.array([[0.5, -1.0, 2.0], [1.0, 0.3, -0.7]])
+    arguments = [np.arange(9.0).reshape(3, 3) - 4, np.array([[1.0, -2.0, 0.5]] * 3)]
+    name = OPERATORS[operator].product
+    if name == "vjp":
+        arguments = [np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.0, -1.0])]
+    function = derivative("torch", operator, func)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # vectorised, not row by row
+        got = list(vectorize(function)(X))
+        if name is not None:
+            got[0] = got[0](np.stack(arguments))
+    s = np.sum(X**2, axis=1)[:, None]
+    A = np.stack(arguments)
+    formulas = {  # each a function: the products' arguments differ in shape
+        "mtp": lambda: -s * np.cos(X) * np.diagonal(A, 0, 1, 2),
+        "mhp": lambda: -s * np.sin(X) * np.diagonal(A, 0, 1, 2),
+        "vjp": lambda: s * np.cos(X) * A,
+        "H": lambda: -s[:, :, None] * np.eye(3) * np.sin(X)[:, None, :],
+        "J": lambda: s[:, :, None] * np.eye(3) * np.cos(X)[:, None, :],
+        "g": lambda: s * np.cos(X),
+        "v": lambda: s[:, 0] * np.sin(X).sum(axis=1) if scalar else s * np.sin(X),
+    }
+    names = {
+        "grad_and_value": "g v", "hessian_grad_and_value": "H g v",
+        "mtp_hessian_grad_and_value": "mtp H g v", "jacobian_and_value": "J v",
+        "mhp_jacobian_and_value": "mhp J v", "vjp_and_value": "vjp v",
+    }[operator].split()  # fmt: skip
+    assert_rows(got, [formulas[output]() for output in names])
+    assert_rows(got, rows(function, X, arguments))
+
+
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_a_callers_mistake_does_not_turn_vectorisation_off(backend):
     # The function cannot take X of 4 columns, row by row either: its error is

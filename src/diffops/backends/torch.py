@@ -25,9 +25,9 @@ Threads run the tape freely: its forward and reverse passes, batched ones includ
 keep their state per thread (the grad mode, :mod:`torch.func`'s layers) or per graph;
 anomaly mode, which is process-wide, may come on in the middle of a pass, and
 ``_rows_pulled_back`` allows for it.
-PyTorch's forward-mode level is process-wide, and :func:`torch.func.jacfwd` enters
-it, so :func:`diffops.vectorize`'s evaluations and products hold one lock
-(``_FUNC_LOCK``), as do derivative functions made with ``compile=True``:
+:func:`diffops.vectorize`'s evaluations and products, in :mod:`torch.func`'s
+transforms, which PyTorch does not say may run in several threads at once, hold one
+lock (``_FUNC_LOCK``), as do derivative functions made with ``compile=True``:
 :func:`torch.compile`'s code is not safe to run from several threads at once.
 A ``func`` that enters forward mode itself (:func:`torch.func.jvp`) is not safe to
 differentiate from several threads at once, as it is not safe to call so.
@@ -399,8 +399,13 @@ def _func_grad_with_aux(func: Callable[..., Any], x: Any) -> tuple[Any, Any]:
 def _func_hessian_grad_and_value(
     func: Callable[..., Any], x: Any
 ) -> tuple[Any, Any, Any]:
-    """Forward over reverse: :func:`torch.func.jacfwd` of the gradient."""
-    hessian, (grad, value) = torch.func.jacfwd(
+    """Reverse over reverse: :func:`torch.func.jacrev` of the gradient.
+
+    As the tape computes it. Forward mode would not see :class:`torch.no_grad` in
+    ``func``, which reverse mode heeds: a term computed under it would be
+    differentiated in the batch and not at one point.
+    """
+    hessian, (grad, value) = torch.func.jacrev(
         functools.partial(_func_grad_with_aux, func), has_aux=True
     )(x)
     return hessian, grad, value
