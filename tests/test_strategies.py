@@ -134,6 +134,69 @@ def test_jax_products_computed_each_way(operator, case, way, monkeypatch):
     np.testing.assert_allclose(outputs[1], below(x), **TOLERANCE)
 
 
+MODE_CASES = [
+    *(
+        ("jax", way, False, *product)
+        for way in STRATEGIES
+        for product in [PRODUCT_CASES[0], PRODUCT_CASES[2], PRODUCT_CASES[4]]
+    ),
+    # Op by op, and batched (products from the points): the same for each product,
+    # so the cheaper two, not mtp (5-10 s op by op).
+    *(
+        (backend, None, batched, *product)
+        for backend, batched in [
+            ("jax_nojit", False),
+            ("jax", True),
+            ("jax_nojit", True),
+        ]
+        for product in [PRODUCT_CASES[2], PRODUCT_CASES[4]]
+    ),
+]
+"""Backend, ``jax``'s strategy, whether batched, operator and case."""
+
+
+@pytest.mark.parametrize(
+    ("backend", "way", "batched", "operator", "case"), MODE_CASES, ids=str
+)
+@pytest.mark.parametrize("made_x64", [True, False], ids=["made in x64", "made in x32"])
+def test_jax_products_compute_in_the_64_bit_mode_they_were_made_in(
+    operator, case, backend, way, batched, made_x64, monkeypatch
+):
+    """Made in or out of a ``jax.enable_x64`` block, applied in the other.
+
+    A float64 ``x`` is computed in float64 in the block, float32 out of it: a product
+    keeps that, its result's dtype and precision those of the point it was made at.
+    """
+    jax = pytest.importorskip("jax")
+    if not hasattr(jax, "enable_x64"):
+        pytest.skip("this JAX has no jax.enable_x64")
+    # Its warning of float64 computed in float32 is given once per process, not here.
+    monkeypatch.setattr(backend_module("jax"), "_precision_checked", True)
+    if way is None:
+        d = derivative(backend, operator, render(case, backend))
+    else:
+        d = jax_derivative_by(monkeypatch, way, operator, case)
+    x = case.point
+    with jax.enable_x64(made_x64):
+        if batched:
+            product = diffops.vectorize(d)(np.stack([x, x]))[0]
+        else:
+            product = d(x)[0]
+            if way is not None:
+                assert strategy(product) == way
+    rows = (2,) if batched else ()  # a batch: an argument per row
+    argument = np.random.default_rng(3).standard_normal((*rows, *product.shape))
+    with jax.enable_x64(not made_x64):
+        got = product(argument)
+    assert got.dtype == (np.float64 if made_x64 else np.float32)
+    if batched:
+        want = np.stack([expected_product(case, x, a, operator) for a in argument])
+    else:
+        want = expected_product(case, x, argument, operator)
+    tolerance = TOLERANCE if made_x64 else {"rtol": 1e-5, "atol": 1e-5}
+    np.testing.assert_allclose(got, want, **tolerance)
+
+
 @pytest.mark.parametrize("way", list(STRATEGIES))
 @pytest.mark.parametrize(
     ("operator", "case"),

@@ -843,19 +843,71 @@ def _apply_product(pullback: Pullback, argument: Any) -> Any:
 _apply_compiled_pullback = jax.jit(_apply_product) if AVAILABLE else _apply_product
 
 
+# Products in the 64-bit mode they were made in.
+#
+# A product computes in the dtype of the output after it, which its argument is
+# converted to: float64 where x was float64 and JAX's 64-bit mode on where the
+# product was made. Applied where the mode is the other one (in or out of a
+# jax.enable_x64 block), JAX would take the argument in that mode's dtype: a kept
+# pullback refuses it (a ValueError), and a product from the point computes in it,
+# float32 where float64 was made, or float64 from an argument rounded to float32.
+# So where that happens, the product is applied again in the mode it was made in:
+# at no cost where the modes agree but a look at the result's dtype.
+
+
+def _x64_of(argument: np.ndarray) -> bool:
+    """The 64-bit mode a product taking ``argument`` was made in (for a float64 x)."""
+    return argument.dtype == np.float64
+
+
+def _made_in_other_mode(argument: np.ndarray) -> bool:
+    return _x64_of(argument) != bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
+
+
+def _in_mode_made(argument: np.ndarray, apply: Callable[..., Any], *args: Any) -> Any:
+    """``apply(*args)`` in the 64-bit mode a product taking ``argument`` was made in."""
+    enable_x64 = getattr(jax, "enable_x64", None)
+    if enable_x64 is None:  # an older JAX's, as its experimental feature
+        from jax import experimental
+
+        enable_x64 = experimental.enable_x64  # type: ignore[attr-defined]
+    with enable_x64(_x64_of(argument)):
+        return apply(*args)
+
+
+def _apply_eager(pullback: Pullback, argument: Any) -> Any:
+    """A product of ``jax_nojit``: its pullback, in the mode it was made in."""
+    try:
+        return _apply_product(pullback, argument)
+    except ValueError:  # a pullback kept in 64-bit mode, applied outside it?
+        if not (_x64_of(argument) and _made_in_other_mode(argument)):
+            raise
+        return _in_mode_made(argument, _apply_product, pullback, argument)
+
+
 def _apply_compiled(state: Any, argument: Any) -> np.ndarray:
     """A compiled product, in NumPy: by its table, from its point, or by the pullback.
 
     ``argument`` is a C-ordered array of the shape of the output after the product
     (:class:`~diffops.BoundProduct` sees to it), so raveling it copies nothing; the
-    product with the table is a new array.
+    product with the table is a new array. Computed in the 64-bit mode the product
+    was made in, whatever the mode now (see above).
     """
     kind = type(state)
     if kind is np.ndarray:
         return argument.reshape(-1) @ state  # type: ignore[no-any-return]
-    if kind is _FromPoint:
-        return _owned(state.product(state.x, argument))
-    return _owned(_apply_compiled_pullback(state, argument))
+    try:
+        if kind is _FromPoint:
+            product = _owned(state.product(state.x, argument))
+        else:
+            product = _owned(_apply_compiled_pullback(state, argument))
+    except ValueError:  # a pullback kept in 64-bit mode, applied outside it?
+        if not (_x64_of(argument) and _made_in_other_mode(argument)):
+            raise
+        return _in_mode_made(argument, _apply_compiled, state, argument)  # type: ignore[no-any-return]
+    if product.dtype is not argument.dtype and _made_in_other_mode(argument):
+        return _in_mode_made(argument, _apply_compiled, state, argument)  # type: ignore[no-any-return]
+    return product
 
 
 def _explain(compiled: bool, error: BaseException) -> str | None:
@@ -925,7 +977,29 @@ def _apply_batch(
     argument: np.ndarray,
     is_shared: bool,
 ) -> Any:
-    product = (shared if is_shared else per_point)(points, argument)
+    # Computed in the 64-bit mode the batch was made in, as one product is
+    # (_apply_compiled); the mode matters only where the points are float64.
+    try:
+        product = (shared if is_shared else per_point)(points, argument)
+    except ValueError:  # a pullback of one mode, the argument in the other's dtype?
+        if not (points.dtype == np.float64 and _made_in_other_mode(argument)):
+            raise
+        product = None
+    if product is None or (
+        product.dtype != argument.dtype
+        and points.dtype == np.float64
+        and _made_in_other_mode(argument)
+    ):
+        return _in_mode_made(
+            argument,
+            _apply_batch,
+            per_point,
+            shared,
+            compiled,
+            points,
+            argument,
+            is_shared,
+        )
     return _owned(product) if compiled else product
 
 
@@ -965,7 +1039,7 @@ compiled functions return NumPy outputs themselves (small ones packed)."""
 
 EAGER = Runtime(
     _to_numpy,
-    _apply_product,
+    _apply_eager,
     backend="jax_nojit",
     explain=functools.partial(_explain, False),
     batch=functools.partial(_batching, False),
