@@ -473,6 +473,42 @@ class _FromPoint:
         self.x = x
 
 
+# Products in the precision of their point, whatever JAX's 64-bit mode now.
+#
+# A product computes in the dtype of the output after it, which its argument is
+# converted to: float64 where x was float64 and JAX's 64-bit mode on where the
+# product was made, float32 where it was off. Applied where the mode is the other
+# one (in or out of a jax.enable_x64 block), JAX would take the argument and a
+# float64 x in that mode's dtype: a kept pullback refuses a float64 argument made
+# float32 (a ValueError), and a product from the point computes in that mode.
+# Looking at the mode costs 1-5 µs a product after a compiled call (a 2-core x86
+# machine), so it is looked at only where a product went wrong: a kept pullback
+# that refused a float64 argument is applied again in 64-bit mode, and a product
+# from the point whose result's dtype is not the argument's is computed again in
+# the argument's mode (the first result discarded). A batch of products whose
+# points are float64, dearer, looks at the mode first.
+
+
+def _wants_x64(argument: np.ndarray) -> bool:
+    """The 64-bit mode a product taking ``argument`` computes in, for a float64 x."""
+    return argument.dtype == np.float64
+
+
+def _x64_now() -> bool:
+    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
+
+
+def _in_mode(x64: bool, apply: Callable[..., Any], *args: Any) -> Any:
+    """``apply(*args)`` in JAX's 64-bit mode ``x64``, in this thread."""
+    enable_x64 = getattr(jax, "enable_x64", None)
+    if enable_x64 is None:  # an older JAX's, as its experimental feature
+        from jax import experimental
+
+        enable_x64 = experimental.enable_x64  # type: ignore[attr-defined]
+    with enable_x64(x64):
+        return apply(*args)
+
+
 # The compiled evaluation: small outputs packed, products recomputed where faster.
 
 Places = tuple[tuple[int | slice, tuple[int, ...] | None], ...]
@@ -843,46 +879,27 @@ def _apply_product(pullback: Pullback, argument: Any) -> Any:
 _apply_compiled_pullback = jax.jit(_apply_product) if AVAILABLE else _apply_product
 
 
-# Products in the 64-bit mode they were made in.
-#
-# A product computes in the dtype of the output after it, which its argument is
-# converted to: float64 where x was float64 and JAX's 64-bit mode on where the
-# product was made. Applied where the mode is the other one (in or out of a
-# jax.enable_x64 block), JAX would take the argument in that mode's dtype: a kept
-# pullback refuses it (a ValueError), and a product from the point computes in it,
-# float32 where float64 was made, or float64 from an argument rounded to float32.
-# So where that happens, the product is applied again in the mode it was made in:
-# at no cost where the modes agree but a look at the result's dtype.
-
-
-def _x64_of(argument: np.ndarray) -> bool:
-    """The 64-bit mode a product taking ``argument`` was made in (for a float64 x)."""
-    return argument.dtype == np.float64
-
-
-def _made_in_other_mode(argument: np.ndarray) -> bool:
-    return _x64_of(argument) != bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
-
-
-def _in_mode_made(argument: np.ndarray, apply: Callable[..., Any], *args: Any) -> Any:
-    """``apply(*args)`` in the 64-bit mode a product taking ``argument`` was made in."""
-    enable_x64 = getattr(jax, "enable_x64", None)
-    if enable_x64 is None:  # an older JAX's, as its experimental feature
-        from jax import experimental
-
-        enable_x64 = experimental.enable_x64  # type: ignore[attr-defined]
-    with enable_x64(_x64_of(argument)):
-        return apply(*args)
-
-
 def _apply_eager(pullback: Pullback, argument: Any) -> Any:
-    """A product of ``jax_nojit``: its pullback, in the mode it was made in."""
+    """A product of ``jax_nojit``: its pullback, in its argument's mode (see above)."""
+    return _pulled_back(_apply_product, pullback, argument)
+
+
+def _pulled_back(
+    apply: Callable[[Pullback, Any], Any], pullback: Pullback, argument: np.ndarray
+) -> Any:
+    """``apply(pullback, argument)``, in 64-bit mode where it refuses a float64 one.
+
+    A pullback kept in 64-bit mode, applied outside it, gets the argument as float32
+    and raises a ``ValueError``; it is then applied again in 64-bit mode, once the
+    error is handled (so that a ``ValueError`` of the user's, raised again, is not
+    chained to the first).
+    """
     try:
-        return _apply_product(pullback, argument)
-    except ValueError:  # a pullback kept in 64-bit mode, applied outside it?
-        if not (_x64_of(argument) and _made_in_other_mode(argument)):
+        return apply(pullback, argument)
+    except ValueError:
+        if not _wants_x64(argument) or _x64_now():
             raise
-        return _in_mode_made(argument, _apply_product, pullback, argument)
+    return _in_mode(True, apply, pullback, argument)
 
 
 def _apply_compiled(state: Any, argument: Any) -> np.ndarray:
@@ -890,24 +907,20 @@ def _apply_compiled(state: Any, argument: Any) -> np.ndarray:
 
     ``argument`` is a C-ordered array of the shape of the output after the product
     (:class:`~diffops.BoundProduct` sees to it), so raveling it copies nothing; the
-    product with the table is a new array. Computed in the 64-bit mode the product
-    was made in, whatever the mode now (see above).
+    product with the table is a new array. Computed in the argument's 64-bit mode
+    (see above); a table is NumPy's, in its dtype.
     """
     kind = type(state)
     if kind is np.ndarray:
         return argument.reshape(-1) @ state  # type: ignore[no-any-return]
-    try:
-        if kind is _FromPoint:
-            product = _owned(state.product(state.x, argument))
-        else:
-            product = _owned(_apply_compiled_pullback(state, argument))
-    except ValueError:  # a pullback kept in 64-bit mode, applied outside it?
-        if not (_x64_of(argument) and _made_in_other_mode(argument)):
-            raise
-        return _in_mode_made(argument, _apply_compiled, state, argument)  # type: ignore[no-any-return]
-    if product.dtype is not argument.dtype and _made_in_other_mode(argument):
-        return _in_mode_made(argument, _apply_compiled, state, argument)  # type: ignore[no-any-return]
-    return product
+    if kind is _FromPoint:
+        product = _owned(state.product(state.x, argument))
+        if product.dtype is not argument.dtype:
+            x64 = _wants_x64(argument)
+            if x64 != _x64_now():
+                return _in_mode(x64, _apply_compiled, state, argument)  # type: ignore[no-any-return]
+        return product
+    return _owned(_pulled_back(_apply_compiled_pullback, state, argument))
 
 
 def _explain(compiled: bool, error: BaseException) -> str | None:
@@ -977,29 +990,20 @@ def _apply_batch(
     argument: np.ndarray,
     is_shared: bool,
 ) -> Any:
-    # Computed in the 64-bit mode the batch was made in, as one product is
-    # (_apply_compiled); the mode matters only where the points are float64.
-    try:
-        product = (shared if is_shared else per_point)(points, argument)
-    except ValueError:  # a pullback of one mode, the argument in the other's dtype?
-        if not (points.dtype == np.float64 and _made_in_other_mode(argument)):
-            raise
-        product = None
-    if product is None or (
-        product.dtype != argument.dtype
-        and points.dtype == np.float64
-        and _made_in_other_mode(argument)
-    ):
-        return _in_mode_made(
-            argument,
-            _apply_batch,
-            per_point,
-            shared,
-            compiled,
-            points,
-            argument,
-            is_shared,
-        )
+    if points.dtype == np.float64:  # in the argument's mode, as one product is
+        x64 = _wants_x64(argument)
+        if x64 != _x64_now():
+            return _in_mode(
+                x64,
+                _apply_batch,
+                per_point,
+                shared,
+                compiled,
+                points,
+                argument,
+                is_shared,
+            )
+    product = (shared if is_shared else per_point)(points, argument)
     return _owned(product) if compiled else product
 
 
