@@ -490,3 +490,57 @@ def test_the_cache_command_says_what_it_could_not_do(
         assert main(["cache", *action]) == 1
         err = capsys.readouterr().err
         assert f"{below}: {directory} is not a directory, so nothing is cached" in err
+
+
+@pytest.mark.parametrize("link", ["to nothing", "in a loop"])
+@pytest.mark.parametrize("below", [False, True], ids=["at the place", "above it"])
+def test_a_symbolic_link_that_leads_nowhere_is_reported_and_only_costs_time(
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    link: str,
+    below: bool,
+) -> None:
+    """As a file in the cache's way: ``diffops cache`` says which; builds go on."""
+    place = directory.parent / "link"
+    if link == "to nothing":
+        place.symlink_to(directory.parent / "nothing")
+    else:
+        place.symlink_to(directory.parent / "other")
+        (directory.parent / "other").symlink_to(place)
+    cache_dir = place / "sub" if below else place
+    monkeypatch.setenv("DIFFOPS_CACHE_DIR", str(cache_dir))
+    for action in ([], ["clear"]):
+        assert main(["cache", *action]) == 1
+        err = capsys.readouterr().err
+        assert f"{place} is a symbolic link that leads nowhere" in err
+    _check_grad(2.0)
+    assert not directory.exists()
+
+
+@pytest.mark.parametrize(
+    "where", ["~ of no such user", "a default platformdirs cannot make"]
+)
+def test_a_home_directory_that_cannot_be_told_is_reported_and_only_costs_time(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """As in a container whose user has no home: nothing cached, and said why."""
+    monkeypatch.delenv("DIFFOPS_NO_CACHE", raising=False)
+    if where.startswith("~"):
+        monkeypatch.setenv("DIFFOPS_CACHE_DIR", "~no-such-user-of-diffops/cache")
+    else:
+        import platformdirs
+
+        def unexpanded(*args: Any, **kwargs: Any) -> str:
+            return "~/.cache/diffops"  # what platformdirs leaves, lacking a home
+
+        monkeypatch.delenv("DIFFOPS_CACHE_DIR", raising=False)
+        monkeypatch.setattr(platformdirs, "user_cache_dir", unexpanded)
+    with pytest.raises(OSError, match="cannot tell the home directory"):
+        cache.cache_directory()
+    for action in ([], ["clear"]):
+        assert main(["cache", *action]) == 1
+        assert "cannot tell the home directory" in capsys.readouterr().err
+    with no_generation(), pytest.raises(AssertionError, match="cache was not used"):
+        symnum_backend.grad_and_value(_scaled(2.0))
+    _check_grad(2.0)

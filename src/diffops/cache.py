@@ -51,15 +51,35 @@ def cache_directory() -> Path | None:
         ``DIFFOPS_CACHE_DIR`` if set and not empty, else the platform's user cache
         directory for diffops; ``None`` if ``DIFFOPS_NO_CACHE`` is set to anything
         but ``0``, ``false``, ``no``, ``off`` or the empty string.
+
+    Raises:
+        OSError: Where the place depends on a home directory that cannot be told
+            (``~`` with no ``HOME`` and a user the system does not know, as in some
+            containers, or ``~name`` of no such user).
     """
     if os.environ.get("DIFFOPS_NO_CACHE", "").strip().lower() not in _OFF:
         return None
     configured = os.environ.get("DIFFOPS_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    import platformdirs
+    try:
+        if configured:
+            return Path(configured).expanduser()
+        import platformdirs
 
-    return Path(platformdirs.user_cache_dir("diffops", appauthor=False))
+        found = Path(platformdirs.user_cache_dir("diffops", appauthor=False))
+    except (RuntimeError, KeyError) as error:  # pathlib's; the pwd module's
+        where = f"DIFFOPS_CACHE_DIR={configured}" if configured else "the default"
+        msg = (
+            f"cannot tell the home directory for the cache ({where}: {error}); set "
+            "DIFFOPS_CACHE_DIR to an absolute path, or DIFFOPS_NO_CACHE=1"
+        )
+        raise OSError(msg) from error
+    if found.parts[0].startswith("~"):  # platformdirs leaves ~ it cannot expand
+        msg = (
+            f"cannot tell the home directory for the cache (the default, {found}); "
+            "set DIFFOPS_CACHE_DIR to an absolute path, or DIFFOPS_NO_CACHE=1"
+        )
+        raise OSError(msg)
+    return found
 
 
 def _path(directory: Path, key: str) -> Path:
@@ -97,7 +117,10 @@ def load(key: str) -> dict[str, Any] | None:
     Returns:
         The payload, a JSON object, or ``None``.
     """
-    directory = cache_directory()
+    try:
+        directory = cache_directory()
+    except OSError:  # no home to find it in: it only costs time
+        return None
     if directory is None:
         return None
     try:
@@ -137,7 +160,10 @@ def store(key: str, payload: dict[str, Any]) -> None:
         key: What the payload computes, as a string.
         payload: A JSON object.
     """
-    directory = cache_directory()
+    try:
+        directory = cache_directory()
+    except OSError:
+        return
     if directory is None:
         return
     text = json.dumps({"key": key, "payload": payload, "sha256": _digest(key, payload)})
@@ -188,20 +214,24 @@ def _files(directory: Path | None) -> list[Path]:
     """The files in ``directory``, none where it is off or missing.
 
     Raises:
-        NotADirectoryError: Where something else (a file) lies at the cache's place
-            or at that of a directory above it, so that nothing can be cached.
+        NotADirectoryError: Where something else (a file, a symbolic link that
+            leads nowhere) lies at the cache's place or at that of a directory above
+            it, so that nothing can be cached.
     """
     if directory is None:
         return []
-    if not directory.exists():
-        blocking = next((p for p in directory.parents if p.exists()), None)
-        if blocking is None or blocking.is_dir():
-            return []  # made at the first entry stored
-        msg = f"{blocking} is not a directory, so nothing is cached"
+    for place in (directory, *directory.parents):  # the nearest that exists
+        if place.exists():
+            break
+        if place.is_symlink():  # to nothing, or in a loop
+            msg = f"{place} is a symbolic link that leads nowhere, so nothing is cached"
+            raise NotADirectoryError(msg)
+    if not place.is_dir():
+        what = "" if place == directory else f"{place} is "
+        msg = f"{what}not a directory, so nothing is cached"
         raise NotADirectoryError(msg)
-    if not directory.is_dir():
-        msg = "not a directory, so nothing is cached"
-        raise NotADirectoryError(msg)
+    if place != directory:
+        return []  # made at the first entry stored
     return sorted(file for file in directory.iterdir() if file.is_file())
 
 

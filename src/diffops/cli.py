@@ -412,7 +412,11 @@ def _size(size: int) -> str:
 def _cache(arguments: argparse.Namespace) -> int:
     from diffops import cache
 
-    directory = cache.cache_directory()
+    try:
+        directory = cache.cache_directory()
+    except OSError as error:
+        print(f"diffops cache: {error}", file=sys.stderr)
+        return 1
     if directory is None:
         print("the cache is off (DIFFOPS_NO_CACHE is set)")
         return 0
