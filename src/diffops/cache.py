@@ -66,6 +66,8 @@ def cache_directory() -> Path | None:
         import platformdirs
 
         found = Path(platformdirs.user_cache_dir("diffops", appauthor=False))
+        if found.parts[0].startswith("~"):  # what platformdirs cannot expand
+            raise RuntimeError(f"{found} left as it is")
     except (RuntimeError, KeyError) as error:  # pathlib's; the pwd module's
         where = f"DIFFOPS_CACHE_DIR={configured}" if configured else "the default"
         msg = (
@@ -73,12 +75,6 @@ def cache_directory() -> Path | None:
             "DIFFOPS_CACHE_DIR to an absolute path, or DIFFOPS_NO_CACHE=1"
         )
         raise OSError(msg) from error
-    if found.parts[0].startswith("~"):  # platformdirs leaves ~ it cannot expand
-        msg = (
-            f"cannot tell the home directory for the cache (the default, {found}); "
-            "set DIFFOPS_CACHE_DIR to an absolute path, or DIFFOPS_NO_CACHE=1"
-        )
-        raise OSError(msg)
     return found
 
 

@@ -881,10 +881,10 @@ _apply_compiled_pullback = jax.jit(_apply_product) if AVAILABLE else _apply_prod
 
 def _apply_eager(pullback: Pullback, argument: Any) -> Any:
     """A product of ``jax_nojit``: its pullback, in its argument's mode (see above)."""
-    return _pulled_back(_apply_product, pullback, argument)
+    return _pulled_back_in_mode(_apply_product, pullback, argument)
 
 
-def _pulled_back(
+def _pulled_back_in_mode(
     apply: Callable[[Pullback, Any], Any], pullback: Pullback, argument: np.ndarray
 ) -> Any:
     """``apply(pullback, argument)``, in 64-bit mode where it refuses a float64 one.
@@ -920,7 +920,7 @@ def _apply_compiled(state: Any, argument: Any) -> np.ndarray:
             if x64 != _x64_now():
                 return _in_mode(x64, _apply_compiled, state, argument)  # type: ignore[no-any-return]
         return product
-    return _owned(_pulled_back(_apply_compiled_pullback, state, argument))
+    return _owned(_pulled_back_in_mode(_apply_compiled_pullback, state, argument))
 
 
 def _explain(compiled: bool, error: BaseException) -> str | None:
