@@ -312,10 +312,51 @@ EMPTY = VectorCase(
     lambda x: np.zeros((0, x.size)),
     np.array([1.0, 2.0, 3.0]),
 )
+
+
+# c(x) = [[1 + x0², x0 x1], [x0 x1, 1 + x2² + sin x1]], a matrix of values, as a
+# Riemannian metric is: only vjp_and_value takes it, u of its shape (2, 2);
+# J[i, j, k] = ∂c[i, j]/∂x[k], of shape (2, 2, 3).
+def _metric(xp: Any, n: int) -> Callable[..., Any]:
+    def metric(x: Any) -> Any:
+        off = x[0] * x[1]
+        return xp.stack(
+            [
+                xp.stack([1 + x[0] ** 2, off]),
+                xp.stack([off, 1 + x[2] ** 2 + xp.sin(x[1])]),
+            ]
+        )
+
+    return metric
+
+
+def _metric_value(x: np.ndarray) -> np.ndarray:
+    off = x[0] * x[1]
+    return np.array([[1 + x[0] ** 2, off], [off, 1 + x[2] ** 2 + np.sin(x[1])]])
+
+
+def _metric_jacobian(x: np.ndarray) -> np.ndarray:
+    zero = 0 * x[0]
+    off = [x[1], x[0], zero]
+    return np.array(
+        [[[2 * x[0], zero, zero], off], [off, [zero, np.cos(x[1]), 2 * x[2]]]]
+    )
+
+
+METRIC = VectorCase(
+    "metric",
+    3,
+    _metric,
+    _metric_value,
+    _metric_jacobian,
+    np.array([0.7, -0.4, 1.2]),
+)
+
 SCALAR_CASES = (QUADRATIC, CUBIC, QUARTIC, SMOOTH)
 VECTOR_CASES = (LINEAR, TORUS, SEVERAL_OUTPUTS, IDENTITY, TAIL, CUBES)
 CASES = {
-    case.name: case for case in (*SCALAR_CASES, *VECTOR_CASES, EMPTY, EXPONENTIALS)
+    case.name: case
+    for case in (*SCALAR_CASES, *VECTOR_CASES, EMPTY, EXPONENTIALS, METRIC)
 }
 
 

@@ -154,6 +154,18 @@ def test_products_and_pickles_from_the_cache(directory: Path) -> None:
         np.testing.assert_allclose(mtp(M), -np.diag(M) * np.cos(X), rtol=1e-12)
 
 
+def test_the_vjp_of_a_scalar_from_its_gradient_is_cached(directory: Path) -> None:
+    """vjp_and_value of a scalar c, made from SymNum's gradient: vjp(u) = u g."""
+    generated = symnum_backend.vjp_and_value(_scaled(2.0))
+    with no_generation():
+        loaded = symnum_backend.vjp_and_value(_scaled(2.0))
+    assert len(_entries(directory)) == 1
+    for derivative in (generated, loaded, pickle.loads(pickle.dumps(loaded))):
+        vjp, value = derivative(X)
+        assert np.shape(value) == ()
+        np.testing.assert_allclose(vjp(1.5), 1.5 * _gradient(2.0, X), rtol=1e-12)
+
+
 _BUILD_IN_A_PROCESS = """
     import numpy as np
     import symnum, symnum.numpy as snp

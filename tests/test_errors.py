@@ -8,13 +8,13 @@ import re
 
 import numpy as np
 import pytest
-from functions import MISTAKES, QUARTIC, SEVERAL_OUTPUTS, TORUS, render
+from functions import METRIC, MISTAKES, QUARTIC, SEVERAL_OUTPUTS, TORUS, render
 from helpers import derivative, installed
 
 import diffops
 from diffops import DIFF_OPS, autodiff_fallback
 from diffops.namespaces import array_namespace
-from diffops.operators import OPERATORS, SCALAR_OPERATORS, VECTOR_OPERATORS
+from diffops.operators import OPERATORS, SCALAR_OPERATORS
 
 
 @pytest.mark.parametrize("operator", SCALAR_OPERATORS)
@@ -26,12 +26,24 @@ def test_vector_function_given_to_scalar_operator(backend, operator):
         derivative(backend, operator, func)(SEVERAL_OUTPUTS.point)
 
 
-@pytest.mark.parametrize("operator", VECTOR_OPERATORS)
-def test_scalar_function_given_to_vector_operator(backend, operator):
-    func = render(QUARTIC, backend)
-    with pytest.raises(TypeError, match=rf"{operator} needs func to return a 1-D array"
-                       r".*a scalar.*use grad_and_value"):  # fmt: skip
-        derivative(backend, operator, func)(QUARTIC.point)
+@pytest.mark.parametrize(
+    ("case", "told"),
+    [
+        (QUARTIC, r"a scalar.*use grad_and_value"),
+        (METRIC, r"shape \(2, 2\).*vjp_and_value takes values of any shape"),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("operator", ["jacobian_and_value", "mhp_jacobian_and_value"])
+def test_function_not_of_vectors_given_to_jacobian_operator(
+    backend, operator, case, told
+):
+    """A scalar or a matrix: vjp_and_value takes either, the Jacobians neither."""
+    func = render(case, backend)
+    with pytest.raises(
+        TypeError, match=rf"{operator} needs func to return a 1-D array.*{told}"
+    ):
+        derivative(backend, operator, func)(case.point)
 
 
 @pytest.mark.parametrize(

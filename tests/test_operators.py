@@ -7,9 +7,20 @@ Jacobian, contracted with ``M`` (or ``u @ J`` for the vector-Jacobian product).
 
 from __future__ import annotations
 
+import pickle
+import re
+
 import numpy as np
 import pytest
-from functions import SCALAR_CASES, VECTOR_CASES, complex_step_derivative, render
+from functions import (
+    METRIC,
+    SCALAR_CASES,
+    SMOOTH,
+    VECTOR_CASES,
+    VectorCase,
+    complex_step_derivative,
+    render,
+)
 from helpers import derivative
 
 import diffops
@@ -115,6 +126,42 @@ def test_vjp_and_value(backend, case):
         product = vjp(u)
         assert_numpy_array(product, (case.n,))
         assert_close(product, u @ case.jacobian(case.point))
+
+
+@pytest.mark.parametrize("case", [METRIC, SMOOTH], ids=str)
+def test_vjp_and_value_takes_values_of_any_shape(backend, case):
+    """A matrix or a scalar, as mici's Riemannian metrics are; u has its shape.
+
+    ``vjp(u)[k] = Σ u[i, j] ∂c[i, j]/∂x[k]``, or ``u ∂f/∂x[k]`` for a scalar.
+    """
+    derivative_function = derivative(backend, "vjp_and_value", render(case, backend))
+    vjp, value = derivative_function(case.point)
+    expected = case.value(case.point)
+    jacobian = (case.jacobian if isinstance(case, VectorCase) else case.grad)(
+        case.point
+    )
+    shape = np.shape(expected)
+    if shape:
+        assert_numpy_array(value, shape)
+    else:
+        assert_numpy_scalar(value)
+    assert_close(value, expected)
+    assert vjp.shape == shape
+    arguments = [rng.standard_normal(shape), np.ones(shape), np.ones(shape).tolist()]
+    for u in arguments:
+        wanted = np.tensordot(np.asarray(u), jacobian, axes=len(shape))
+        assert_numpy_array(vjp(u), (case.n,))
+        assert_close(vjp(u), wanted)
+    u = arguments[0]
+    wanted = np.tensordot(u, jacobian, axes=len(shape))
+    assert_close(pickle.loads(pickle.dumps(vjp))(u), wanted)
+    assert_close(
+        pickle.loads(pickle.dumps(derivative_function))(case.point)[0](u), wanted
+    )
+    with pytest.raises(
+        ValueError, match=re.escape(f"u must be an array of shape {shape}")
+    ):
+        vjp(np.ones(7))
 
 
 def test_lists_and_integer_arrays_are_treated_as_float(backend):

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from functions import CUBES, MISTAKES, QUARTIC
+from functions import CUBES, METRIC, MISTAKES, QUARTIC, SMOOTH, VectorCase, render
 from helpers import (
     INSTALLED_BACKENDS,
     argument_for,
@@ -71,6 +71,33 @@ def test_every_row_is_what_the_derivative_function_gives_there(backend, operator
     assert_rows([per_point, *arrays], rows(function, X, Ms))
     shared = batched(Ms[0])  # one M for every point
     assert_rows([shared], [rows(function, X, [Ms[0]] * X.shape[0])[0]])
+
+
+@pytest.mark.parametrize("case", [METRIC, SMOOTH], ids=str)
+def test_vjp_of_values_of_any_shape_in_a_batch(backend, case):
+    """A matrix- or scalar-valued c: values (k, *shape), u per point or shared."""
+    function = derivative(backend, "vjp_and_value", render(case, backend))
+    X = points_for(case, k=4)
+    jacobian = case.jacobian if isinstance(case, VectorCase) else case.grad
+    shape = np.shape(case.value(case.point))
+    batched, values = vectorize(function)(X)
+    assert values.shape == (4, *shape)
+    np.testing.assert_allclose(values, [case.value(x) for x in X], rtol=1e-12)
+    assert batched.shape == shape
+    us = np.random.default_rng(2).standard_normal((4, *shape))
+    axes = len(shape)
+    np.testing.assert_allclose(
+        batched(us),
+        [np.tensordot(u, jacobian(x), axes=axes) for x, u in zip(X, us, strict=True)],
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        batched(us[0]),
+        [np.tensordot(us[0], jacobian(x), axes=axes) for x in X],
+        rtol=1e-12,
+    )
+    with pytest.raises(ValueError, match=r"^u must have shape"):
+        batched(np.ones(7))
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,8 @@ class Operator(NamedTuple):
     Attributes:
         name: The operator's name, such as ``"mtp_hessian_grad_and_value"``.
         applies_to: ``"scalar"`` for a function ``f`` with a scalar value,
-            ``"vector"`` for a function ``c`` with values of shape ``(m,)``.
+            ``"vector"`` for a function ``c`` with values of shape ``(m,)``
+            (``vjp_and_value`` takes values of any shape too).
         outputs: Names of the derivative function's outputs in the order it returns
             them: the product (if any) first, ``"v"`` (the value) last.
         argument: The product's argument, ``"M"`` or ``"u"``; ``None`` for the
@@ -78,7 +79,9 @@ OPERATORS: dict[str, Operator] = {
             ("vjp", "v"),
             "u",
             ("m",),
-            "vjp(u) = u @ J with J[i, k] = ∂c[i]/∂x[k], for u of shape (m,)",
+            "vjp(u) = u @ J with J[i, k] = ∂c[i]/∂x[k], for u of shape (m,) (of c's "
+            "shape, for a c of any shape: vjp(u)[k] = Σ_i u[i] ∂c[i]/∂x[k] over its "
+            "entries)",
         ),
         Operator(
             "grad_and_value",
@@ -145,6 +148,11 @@ _FUNCTION = {
     "vector": "func: Vector function ``c`` of ``x``, an array of shape ``(n,)``, with "
     "values of shape ``(m,)``.",
 }
+_FUNCTION_OF = {
+    "vjp_and_value": "func: Function ``c`` of ``x``, an array of shape ``(n,)``, with "
+    "values of shape ``(m,)``, or of any shape (a matrix, a scalar), which ``u`` has.",
+}
+"""Where an operator takes more functions than those it ``applies_to``."""
 _OUTPUT = {
     "g": "``g[i] = ∂f/∂x[i]`` of shape ``(n,)``",
     "H": "``H[i, j] = ∂²f/∂x[i]∂x[j]`` of shape ``(n, n)``",
@@ -201,7 +209,11 @@ def operator_sections(function: OperatorFunction) -> OperatorFunction:
     if function.__doc__ is not None:
         operator = OPERATORS[function.__name__]
         sections = (
-            _section("Args", _FUNCTION[operator.applies_to], "    "),
+            _section(
+                "Args",
+                _FUNCTION_OF.get(operator.name, _FUNCTION[operator.applies_to]),
+                "    ",
+            ),
             _section("Returns", _returns(operator)),
             _RAISES,
         )

@@ -440,7 +440,8 @@ def check_vector_output(shape: tuple[int, ...], operator: str) -> None:
         hint = (
             f" For a scalar-valued function use {', '.join(SCALAR_OPERATORS)}."
             if shape == ()
-            else ""
+            else " vjp_and_value takes values of any shape; for a Jacobian, return "
+            "them raveled."
         )
         msg = (
             f"{operator} needs func to return a 1-D array of shape (m,); it returned "

@@ -353,6 +353,14 @@ class _BatchedApply:
         return result
 
 
+_ARGUMENTS = {
+    record.product: record.argument
+    for record in OPERATORS.values()
+    if record.product is not None and record.argument is not None
+}
+"""Each product's argument by name: ``"M"``, or ``"u"`` (of ``vjp``, of any shape)."""
+
+
 class BatchedProduct:
     """The ``k`` products of a vectorised product operator, applied together.
 
@@ -409,7 +417,7 @@ class BatchedProduct:
     def __call__(self, argument: Any) -> np.ndarray:
         """Apply the products; the result has shape ``(k, n)``."""
         k = self._points.shape[0]
-        name = "u" if len(self._shape) == 1 else "M"
+        name = _ARGUMENTS[self.name]
         given = shape_of(argument)
         if given == (k, *self._shape):
             shared, shape = False, given

@@ -191,6 +191,14 @@ def _evaluate(
     return tuple(converted)
 
 
+def _scalar_vjp(
+    gradient: Callable[[np.ndarray], tuple[Any, Any]], x: np.ndarray
+) -> tuple[Callable[[np.ndarray], np.ndarray], Any]:
+    """``(vjp, c(x))`` for a scalar ``c``, from its gradient: ``vjp(u) = u g``."""
+    grad, value = gradient(x)
+    return functools.partial(np.multiply, grad), value
+
+
 def _apply_product(closure: Callable[[np.ndarray], Any], argument: np.ndarray) -> Any:
     product = closure(argument)
     if product.dtype != argument.dtype:  # a constant product, such as zero
@@ -213,16 +221,29 @@ SYMNUM_OPERATORS = {
 
 
 def _from_source(
-    operator: str, source: str, function_name: str, length: int
+    operator: str,
+    source: str,
+    function_name: str,
+    length: int,
+    from_gradient: bool = False,
 ) -> DerivativeFunction:
-    """The derivative function SymNum generated as ``source``: how it unpickles."""
+    """The derivative function SymNum generated as ``source``: how it unpickles.
+
+    ``from_gradient``: the code is SymNum's gradient of a scalar ``c``, of which
+    ``vjp_and_value`` is made (:func:`_scalar_vjp`).
+    """
     generated = _compile(source, function_name)
     constant = _constant_outputs(generated, length, operator)
+    evaluate = (
+        functools.partial(_evaluate, generated, constant) if constant else generated
+    )
+    if from_gradient:
+        evaluate = functools.partial(_scalar_vjp, evaluate)
     return DerivativeFunction(
         operator,
-        functools.partial(_evaluate, generated, constant) if constant else generated,
+        evaluate,
         RUNTIME,
-        (_from_source, (operator, source, function_name, length)),
+        (_from_source, (operator, source, function_name, length, from_gradient)),
         size=length,
         size_origin="the shape declared to symnum.numpify",
     )
@@ -266,16 +287,21 @@ def _derivative(
     shape = tuple(getattr(expression, "shape", ()))
     if OPERATORS[name].applies_to == "scalar":
         check_scalar_output(shape, name)
-    else:
+    elif name != "vjp_and_value":  # whose c may have any shape, which u takes
         check_vector_output(shape, name)
+    # SymNum's VJP takes no scalar c: its vjp(u) = u g, from SymNum's gradient.
+    from_gradient = name == "vjp_and_value" and shape == ()
     key = _cache_key(name, length, expression)
     cached = None if key is None else cache.load(key)
     if cached is not None:
         with contextlib.suppress(Exception):  # a damaged entry: made again below
-            return _from_source(name, cached["source"], cached["function"], length)
-    generated = getattr(symnum, SYMNUM_OPERATORS[name])(func, return_aux=True)
+            return _from_source(
+                name, cached["source"], cached["function"], length, from_gradient
+            )
+    generator = SYMNUM_OPERATORS["grad_and_value" if from_gradient else name]
+    generated = getattr(symnum, generator)(func, return_aux=True)
     source = _source(generated)
-    derivative = _from_source(name, source, generated.__name__, length)
+    derivative = _from_source(name, source, generated.__name__, length, from_gradient)
     if key is not None:
         cache.store(key, {"source": source, "function": generated.__name__})
     return derivative
@@ -286,10 +312,12 @@ def _derivative(
 
 @operator_sections
 def vjp_and_value(func: Callable[..., Any]) -> DerivativeFunction:
-    """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``.
+    """Make ``x ↦ (vjp, c(x))`` for a function ``c`` of any shape.
 
-    ``vjp(u) = u @ J`` with ``J[i, k] = ∂c[i]/∂x[k]``; ``u`` has shape ``(m,)`` and the
-    product shape ``(n,)``.
+    ``vjp(u) = u @ J`` with ``J[i, k] = ∂c[i]/∂x[k]``; ``u`` has the shape of ``c``'s
+    values, ``(m,)`` for a vector, and the product shape ``(n,)``. For a scalar ``c``,
+    which SymNum's own VJP does not take, the code is SymNum's gradient ``g``, and
+    ``vjp(u) = u g``.
     """
     return _derivative(vjp_and_value, func)
 

@@ -227,9 +227,12 @@ class Pullback:
 
 
 def _value(
-    func: Callable[..., Any], operator: str, check: Callable[..., None], x: Any
+    func: Callable[..., Any],
+    operator: str,
+    check: Callable[..., None] | None,
+    x: Any,
 ) -> Any:
-    """``func(x)``: a dense tensor of the shape ``check`` checks, in x's dtype.
+    """``func(x)``: a dense tensor of the shape ``check`` checks (any, for ``None``).
 
     In x's dtype, so that every output is, and a product's argument takes it. A
     number is refused, not taken as a constant as the other backends take one: a
@@ -258,8 +261,8 @@ def _value(
     if value.dtype != x.dtype:
         check_real_output(value.dtype, operator)  # before the shape, as elsewhere
         value = value.to(x.dtype)
-    if value.dim() != _DIMENSIONS[check]:  # the check itself only to raise: 0.3 µs
-        check(tuple(value.shape), operator)
+    if check is not None and value.dim() != _DIMENSIONS[check]:
+        check(tuple(value.shape), operator)  # only to raise: 0.3 µs a call
     return value
 
 
@@ -268,7 +271,10 @@ _DIMENSIONS = {check_scalar_output: 0, check_vector_output: 1}
 
 
 def _recorded(
-    func: Callable[..., Any], operator: str, x: Any, check: Callable[..., None]
+    func: Callable[..., Any],
+    operator: str,
+    x: Any,
+    check: Callable[..., None] | None,
 ) -> tuple[Any, Any]:
     """``(leaf, func(leaf))``: the graph of ``func`` recorded from a leaf at ``x``."""
     # A leaf of the caller's own (as _Evaluate makes) is used as it is: the graph
@@ -313,7 +319,7 @@ def _recording(
 def _vjp_and_value(
     func: Callable[..., Any], x: Any, operator: str = "vjp_and_value"
 ) -> tuple[Pullback, Any]:
-    leaf, value = _recorded(func, operator, x, check_vector_output)
+    leaf, value = _recorded(func, operator, x, None)  # c of any shape, which u takes
     return Pullback(value, leaf), value.detach()
 
 
@@ -378,7 +384,7 @@ def _vjp(func: Callable[..., Any], x: Any, *, has_aux: bool = False) -> Any:
 
 
 def _func_vector_value(func: Callable[..., Any], x: Any) -> tuple[Any]:
-    return (_value(func, "vjp_and_value", check_vector_output, x),)
+    return (_value(func, "vjp_and_value", None, x),)
 
 
 def _func_grad_and_value(
@@ -606,7 +612,7 @@ def _derivative(
 
 @operator_sections
 def vjp_and_value(func: Callable[..., Any]) -> FrameworkDerivative:
-    """Make ``x ↦ (vjp, c(x))`` for a vector function ``c``, on tensors.
+    """Make ``x ↦ (vjp, c(x))`` for a function ``c`` of any shape, on tensors.
 
     ``vjp`` is a :class:`Pullback` of the graph recorded at ``x``.
     """
