@@ -358,7 +358,7 @@ _ARGUMENTS = {
     for record in OPERATORS.values()
     if record.product is not None and record.argument is not None
 }
-"""Each product's argument by name: ``"M"``, or ``"u"`` (of ``vjp``, of any shape)."""
+"""Each of diffops' products' argument: ``"M"``, or ``"u"`` (of ``vjp``, any shape)."""
 
 
 class BatchedProduct:
@@ -417,7 +417,8 @@ class BatchedProduct:
     def __call__(self, argument: Any) -> np.ndarray:
         """Apply the products; the result has shape ``(k, n)``."""
         k = self._points.shape[0]
-        name = _ARGUMENTS[self.name]
+        # A hand-written product's argument is named by its shape.
+        name = _ARGUMENTS.get(self.name, "u" if len(self._shape) == 1 else "M")
         given = shape_of(argument)
         if given == (k, *self._shape):
             shared, shape = False, given
