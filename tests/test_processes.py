@@ -11,6 +11,7 @@ backend and operator together.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import importlib
 import multiprocessing
 import pickle
@@ -31,6 +32,7 @@ from helpers import (
     in_threads,
 )
 
+import diffops
 from diffops import DIFF_OPS
 from diffops.namespaces import array_namespace
 from diffops.operators import OPERATORS
@@ -96,6 +98,33 @@ def test_products_pickle_bound_to_their_point(backend, operator):
     function(point)
     clone = pickle.loads(pickle.dumps(product))
     np.testing.assert_allclose(clone(argument), expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize("operator", PRODUCT_OPERATORS)
+def test_copies_are_the_object_itself_as_a_functions_are(backend, operator):
+    """copy.copy and copy.deepcopy, as mici's samplers deep-copy their systems.
+
+    Made again from the recipe, a copy would compile again and copy the user's
+    function with the data it holds, for every chain.
+    """
+    function, x, argument = task(backend, operator)
+    product = function(x)[0]
+    vectorized = diffops.vectorize(function)
+    batch = vectorized(np.stack([x, x + 0.1]))[0]
+    objects = [function, product, batch]
+    wrapped = diffops.wrap_function(function.func, backend)
+    if wrapped is not function.func:  # the backend has a function wrapper
+        objects.append(wrapped)
+    for obj in objects:
+        assert copy.copy(obj) is obj
+        assert copy.deepcopy(obj) is obj
+        assert copy.deepcopy({"kept": [obj]})["kept"][0] is obj
+    vectorized_copy = copy.deepcopy(vectorized)  # its chunk size is its copy's own
+    assert vectorized_copy is not vectorized
+    assert vectorized_copy.derivative is function
+    np.testing.assert_allclose(
+        vectorized_copy(x[None])[0](argument)[0], product(argument), **TOLERANCE
+    )
 
 
 def test_the_standard_pickle_needs_a_module_level_function(backend):

@@ -16,7 +16,8 @@ rebuilds itself from when unpickled.
 
 Both classes are defined at module level so that they pickle: a derivative function
 as its recipe (the backend's call that made it), never as compiled code; a product
-as the derivative function that made it and its point.
+as the derivative function that made it and its point. A copy of either
+(``copy.copy``, ``copy.deepcopy``) is the object itself, as a function's is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn, Self
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from diffops.validation import NATIVE_FLOATS, as_input_vector, as_product_argume
 __all__ = [
     "Batching",
     "BoundProduct",
+    "CopiedAsItself",
     "DerivativeFunction",
     "FrameworkDerivative",
     "NumpyReturningFunction",
@@ -131,7 +133,25 @@ def as_output(array: np.ndarray) -> Any:
     return array[()] if array.ndim == 0 else array
 
 
-class FrameworkDerivative:
+class CopiedAsItself:
+    """A callable whose copies (``copy.copy``, ``copy.deepcopy``) are itself.
+
+    As a Python function's are: nothing in it changes once it is made. A copy made
+    from its recipe, as pickling makes one, would compile again and copy the user's
+    function and the data it holds, which a sampler that deep-copies its system for
+    every chain (as mici's do) would pay each time.
+    """
+
+    __slots__ = ()
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+
+class FrameworkDerivative(CopiedAsItself):
     """A differential operator applied to ``func``, on the framework's own arrays.
 
     ``x ↦ transform(func, x)``, for the backends whose function wrapper then compiles
@@ -178,7 +198,7 @@ class FrameworkDerivative:
         return f"{self.operator}({getattr(self.func, '__name__', self.func)!r})"
 
 
-class DerivativeFunction:
+class DerivativeFunction(CopiedAsItself):
     """``x ↦`` the outputs of a differential operator at ``x``, as NumPy arrays.
 
     The outputs come highest derivative first and value last; for a product operator
@@ -320,7 +340,7 @@ class DerivativeFunction:
         return f"<diffops {self.operator} of {made_from!r}>"
 
 
-class BoundProduct:
+class BoundProduct(CopiedAsItself):
     """The linear map of a product operator, bound to the point it was made at.
 
     ``mtp``, ``mhp`` or ``vjp``: applied to ``M`` (or ``u``), it computes the product
@@ -456,7 +476,7 @@ def _product_at(derivative: DerivativeFunction, x: np.ndarray) -> BoundProduct:
     return product
 
 
-class NumpyReturningFunction:
+class NumpyReturningFunction(CopiedAsItself):
     """A function of a framework's arrays, made to take and return NumPy arrays.
 
     What the ``jax``, ``jax_nojit`` and ``torch`` function wrappers return for a

@@ -23,6 +23,7 @@ import numpy as np
 from diffops.functions import (
     Batching,
     BoundProduct,
+    CopiedAsItself,
     DerivativeFunction,
     describe_function,
 )
@@ -361,7 +362,7 @@ _ARGUMENTS = {
 """Each of diffops' products' argument: ``"M"``, or ``"u"`` (of ``vjp``, any shape)."""
 
 
-class BatchedProduct:
+class BatchedProduct(CopiedAsItself):
     """The ``k`` products of a vectorised product operator, applied together.
 
     ``P(Ms)`` with ``Ms`` of shape ``(k, *shape)`` applies row ``i``'s product to
