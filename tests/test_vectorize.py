@@ -100,6 +100,83 @@ def test_vjp_of_values_of_any_shape_in_a_batch(backend, case):
         batched(np.ones(7))
 
 
+def _branching_backward(backend):
+    """c(x) = x² + sin x, x² a custom op whose backward pass branches on a value.
+
+    Its forward pass vectorises; its backward pass runs op by op (PyTorch's tape,
+    jax_nojit) but not under vmap. With jax, a while_loop, which JAX can vectorise
+    but not reverse: its products at a point come from a table computed forward.
+    """
+    if backend == "torch":
+        import torch
+
+        class Square(torch.autograd.Function):
+            generate_vmap_rule = True
+
+            @staticmethod
+            def forward(x):
+                return x**2
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                if g.abs().max().item() > 1e6:  # clipping, say
+                    g = g / 2
+                return 2 * x * g
+
+        return lambda x: Square.apply(x) + torch.sin(x)
+    import jax
+    import jax.numpy as jnp
+
+    if backend == "jax":
+
+        def looped(x):
+            def body(state):  # y unchanged, through work JAX cannot reverse
+                return state[0] + 1, state[1] + 0.0 * jnp.sin(state[1])
+
+            return jax.lax.while_loop(lambda s: s[0] < 3, body, (0, x**2))[1]
+
+        return lambda x: looped(x) + jnp.sin(x)
+
+    @jax.custom_vjp
+    def square(x):
+        return x**2
+
+    def backward(x, g):
+        if float(jnp.max(jnp.abs(g))) > 1e6:  # clipping, say
+            g = g / 2
+        return (2 * x * g,)
+
+    square.defvjp(lambda x: (x**2, x), backward)
+    return lambda x: square(x) + jnp.sin(x)
+
+
+@pytest.mark.parametrize("backend", ["jax", "jax_nojit", "torch"])
+def test_a_batch_of_products_that_cannot_be_vectorised_falls_back(backend):
+    """Its products one by one, saying so once, as the vectorised call does."""
+    pytest.importorskip(backend.removesuffix("_nojit"))
+    function = derivative(backend, "vjp_and_value", _branching_backward(backend))
+    X = np.array([[0.5, -1.0, 2.0], [1.5, 0.2, -0.3]])
+    us = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
+    wanted = us * (2 * X + np.cos(X))  # vjp(u) = u ∘ c'(x), c' = 2x + cos x
+    batch = vectorize(function)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the forward pass vectorises: no warning
+        P, values = batch(X)
+    np.testing.assert_allclose(values, X**2 + np.sin(X), rtol=RTOL)
+    with pytest.warns(UserWarning, match="could not vectorise"):
+        np.testing.assert_allclose(P(us), wanted, rtol=RTOL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        np.testing.assert_allclose(P(us[0]), us[0] * (2 * X + np.cos(X)), rtol=RTOL)
+        P_again, _ = batch(X)  # later batches, one by one from the start
+        np.testing.assert_allclose(P_again(us), wanted, rtol=RTOL)
+
+
 @pytest.mark.parametrize(
     "operator", ["hessian_grad_and_value", "mhp_jacobian_and_value"]
 )

@@ -384,6 +384,7 @@ class BatchedProduct(CopiedAsItself):
     __slots__ = (
         "_apply",
         "_dtype",
+        "_each",
         "_points",
         "_shape",
         "_states",
@@ -408,6 +409,7 @@ class BatchedProduct(CopiedAsItself):
         self._shape: tuple[int, ...] = like.shape[1:]
         self._dtype = like.dtype if dtype is None else dtype
         self._apply = apply
+        self._each: list[BoundProduct] | None = None  # the products, one by one
         self.name = name
 
     @property
@@ -434,27 +436,42 @@ class BatchedProduct(CopiedAsItself):
             )
             raise (TypeError if given is None else ValueError)(msg)
         argument = as_product_argument(argument, shape, self._dtype, name, self.name)
-        if self._apply is None:
-            return self._applied_each(argument, shared)
+        apply = self._apply
+        each = self._states if apply is None else self._each
+        if each is not None:
+            return self._applied_each(each, argument, shared)
+        assert apply is not None
         try:
-            results = [
-                self._apply(state, argument if shared else argument[rows], shared)
-                for rows, state in self._states
-            ]
-        except Exception as error:  # the framework's, said as the call would
-            derivative = self._vectorized.derivative
-            assert isinstance(derivative, DerivativeFunction)
-            derivative._raise_explained(error)
-        return np.concatenate(results)
+            return np.concatenate(
+                [
+                    apply(state, argument if shared else argument[rows], shared)
+                    for rows, state in self._states
+                ]
+            )
+        except Exception as error:  # the framework's, whatever it is
+            failure = error
+        # Point by point, as the vectorised call falls back: where that fails too,
+        # the function is at fault, and its error is raised; where it succeeds, the
+        # framework could not vectorise the product (a backward pass of the user's
+        # that branches on a value, a loop JAX takes forward only), and this batch's
+        # products, and the rows of later batches, are evaluated one by one.
+        derivative = self._vectorized.derivative
+        assert isinstance(derivative, DerivativeFunction)
+        each = [derivative(point)[0] for point in self._points]
+        result = self._applied_each(each, argument, shared)
+        self._each = each
+        self._vectorized._fall_back(failure)
+        return result
 
-    def _applied_each(self, argument: np.ndarray, shared: bool) -> np.ndarray:
+    def _applied_each(
+        self, products: list[Any], argument: np.ndarray, shared: bool
+    ) -> np.ndarray:
         """Each row's product, applied in turn; each result copied as it comes.
 
         A copy, as a hand-written product may return the same buffer every time;
         stacked in the dtype the products return, as a loop of calls gives it.
         """
         n = self._points.shape[1]
-        products: list[BoundProduct] = self._states
         rows = []
         for index, product in enumerate(products):
             row = np.array(product(argument if shared else argument[index]))
