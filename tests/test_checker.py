@@ -3,6 +3,7 @@ whether the functions compute in float64 or in float32."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -1225,3 +1226,66 @@ def test_a_reference_that_is_not_finite_is_said_to_be_so():
         )
     assert not report.ok
     assert "the reference is not finite" in str(report)
+
+
+def negated(function):
+    """``-function``, a decorator keeping its name as ``functools.wraps`` does."""
+
+    @functools.wraps(function)
+    def negative(x):
+        return -function(x)
+
+    return negative
+
+
+@pytest.mark.parametrize(
+    "reference", [installed(name) for name in ("autograd", "jax", "torch")]
+)
+def test_a_backend_reference_differentiates_func_decorated_as_it_is(reference):
+    # f(x) = |x|²/2 as the negation of a log density: its gradient is x. A reference
+    # of the undecorated function (the log density) would fail the right gradient
+    # and pass its negation.
+    f = negated(lambda x: -(x @ x) / 2)
+    points = np.array([[0.5, -1.0, 2.0]])
+    right = check_derivatives(
+        f, {"grad_and_value": lambda x: (x, x @ x / 2)}, points, reference=reference
+    )
+    wrong = check_derivatives(
+        f, {"grad_and_value": lambda x: (-x, -(x @ x) / 2)}, points, reference=reference
+    )
+    assert right.ok, right
+    assert not wrong.ok
+    assert {c.output for c in wrong.failures()} == {"g", "v"}
+
+
+@pytest.mark.parametrize("operator", ["hessian_grad_and_value", "jacobian_and_value"])
+def test_outputs_returned_in_a_buffer_rewritten_at_each_call_are_differenced(
+    operator,
+):
+    # A common way to save allocations: each call writes into the same array and
+    # returns it. The differences must copy each value before the next call.
+    buffer = np.empty(3)
+
+    def f(x):
+        return np.sum(np.sin(x))
+
+    def grad_in_buffer(x):
+        np.cos(x, out=buffer)
+        return buffer
+
+    def c(x):  # (sin x₀, x₀ x₁, exp x₂), in the buffer
+        buffer[:] = np.sin(x[0]), x[0] * x[1], np.exp(x[2])
+        return buffer
+
+    def jacobian(x):
+        return np.array([[np.cos(x[0]), 0, 0], [x[1], x[0], 0], [0, 0, np.exp(x[2])]])
+
+    point = np.array([0.3, -0.7, 1.1])
+    if operator == "hessian_grad_and_value":
+        func, right = f, lambda x: (np.diag(-np.sin(x)), grad_in_buffer(x), f(x))
+        wrong = lambda x: (np.zeros((3, 3)), grad_in_buffer(x), f(x))  # noqa: E731
+    else:
+        func, right = c, lambda x: (jacobian(x), c(x).copy())
+        wrong = lambda x: np.zeros((3, 3))  # noqa: E731
+    assert check_derivatives(func, {operator: right}, point).ok
+    assert not check_derivatives(func, {operator: wrong}, point).ok

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -240,7 +239,8 @@ def _yours(
 
 
 def _output_at(derivative: Callable[..., Any], index: int, y: np.ndarray) -> Any:
-    return np.asarray(_as_tuple(derivative(y.copy()))[index], float)
+    # Copied, as func's values are (_finite_difference_outputs).
+    return np.array(_as_tuple(derivative(y.copy()))[index], float)
 
 
 class _Differenced(NamedTuple):
@@ -297,7 +297,9 @@ def _finite_difference_outputs(
     )
 
     def value(y: np.ndarray) -> _Differenced:
-        return _Differenced(np.asarray(func(y.copy()), float), 0.0)  # may write x
+        # On a copy of x, which func may write into; its value copied, as it may
+        # be a buffer of func's own that the next call rewrites.
+        return _Differenced(np.array(func(y.copy()), float), 0.0)
 
     def first(y: np.ndarray) -> _Differenced:  # g or J, from f
         return _Differenced(*differenced(_estimate(value), y, steps[0]))
@@ -364,9 +366,8 @@ def _reference(
         return functools.partial(
             _finite_difference_outputs, func, operator, precision, derivative
         )
-    user_func = inspect.unwrap(func)  # the backend differentiates the function itself
     backend = autodiff_fallback(
-        None, user_func, operator.name, operator.name, reference
+        None, _unnoted(func), operator.name, operator.name, reference
     )
     noted = _noting(backend, f"the {reference} reference for {operator.name}")
     return functools.partial(_exactly, noted, len(operator.outputs))
@@ -412,6 +413,16 @@ def _noting(function: Callable[..., Any], what: str) -> Callable[..., Any]:
     return noted
 
 
+def _unnoted(noted: Callable[..., Any]) -> Callable[..., Any]:
+    """The function :func:`_noting` wrapped, for a backend to differentiate.
+
+    That one wrapper only: :func:`inspect.unwrap` would strip the user's own
+    decorators too (a ``functools.wraps`` negation, a ``jax.custom_jvp``), and the
+    reference would be the derivative of another function.
+    """
+    return noted.__wrapped__  # type: ignore[attr-defined, no-any-return]
+
+
 def _notes(error: BaseException) -> list[str]:
     return list(getattr(error, "__notes__", ()))
 
@@ -427,8 +438,7 @@ def _precision_seen(
     for name, derivative in derivatives.items():
         values += _as_tuple(derivative(x.copy()))
         if reference != "finite_differences":
-            user_func = inspect.unwrap(func)
-            backend = autodiff_fallback(None, user_func, name, name, reference)
+            backend = autodiff_fallback(None, _unnoted(func), name, name, reference)
             noted = _noting(backend, f"the {reference} reference for {name}")
             values += _as_tuple(noted(x.copy()))
     if reference == "finite_differences":

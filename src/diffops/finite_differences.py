@@ -283,7 +283,8 @@ def _extrapolated(
         forward, backward = x.copy(), x.copy()
         forward[i] += size
         backward[i] -= size
-        ahead, behind = np.asarray(func(forward)), np.asarray(func(backward))
+        # Copied: func may return a buffer of its own that its next call rewrites.
+        ahead, behind = np.array(func(forward)), np.array(func(backward))
         if size == h:  # the values' size and precision, from the first pair
             if epsilon is None:
                 rounding = _epsilon(ahead.dtype)
