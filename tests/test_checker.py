@@ -4,6 +4,7 @@ whether the functions compute in float64 or in float32."""
 from __future__ import annotations
 
 import functools
+import math
 import os
 import subprocess
 import sys
@@ -105,7 +106,9 @@ def test_correct_scalar_derivatives_pass(case, precision):
     )
     report.raise_if_failed()
     assert report.ok
-    assert len(report.comparisons) == 3 * (2 + 3 + 4)
+    # Per point: g, v; H, g, v and vᵀHv; mtp(M), H, g, v, vᵀHv and, but in float32,
+    # vᵀmtp(vvᵀ) (where your lower outputs are differenced, a check along v too).
+    assert len(report.comparisons) == 3 * (2 + 4 + (6 if precision == "float64" else 5))
 
 
 @pytest.mark.parametrize("case", VECTOR_CASES, ids=str)
@@ -463,13 +466,15 @@ def test_report_labels_every_output_of_every_operator():
     assert labels == [
         ("grad_and_value", "g"), ("grad_and_value", "v"),
         ("hessian_grad_and_value", "H"), ("hessian_grad_and_value", "g"),
-        ("hessian_grad_and_value", "v"),
+        ("hessian_grad_and_value", "v"), ("hessian_grad_and_value", "vᵀHv"),
         ("mtp_hessian_grad_and_value", "mtp(M)"),
         ("mtp_hessian_grad_and_value", "H"), ("mtp_hessian_grad_and_value", "g"),
         ("mtp_hessian_grad_and_value", "v"),
+        ("mtp_hessian_grad_and_value", "vᵀHv"),
+        ("mtp_hessian_grad_and_value", "vᵀmtp(vvᵀ)"),
         ("jacobian_and_value", "J"), ("jacobian_and_value", "v"),
         ("mhp_jacobian_and_value", "mhp(M)"), ("mhp_jacobian_and_value", "J"),
-        ("mhp_jacobian_and_value", "v"),
+        ("mhp_jacobian_and_value", "v"), ("mhp_jacobian_and_value", "vᵀmhp(uvᵀ)"),
         ("vjp_and_value", "vjp(u)"), ("vjp_and_value", "v"),
     ]  # fmt: skip
 
@@ -1289,3 +1294,141 @@ def test_outputs_returned_in_a_buffer_rewritten_at_each_call_are_differenced(
         wrong = lambda x: np.zeros((3, 3))  # noqa: E731
     assert check_derivatives(func, {operator: right}, point).ok
     assert not check_derivatives(func, {operator: wrong}, point).ok
+
+
+def test_a_function_raising_a_step_out_of_its_domain_is_differenced_inside_it():
+    # math.sqrt raises where np.sqrt gives NaN: 1e-4 from the edge, the scaled step
+    # (1e-3) steps out of the domain, and the smaller step must be tried as for NaN.
+    def f(x):
+        return sum(math.sqrt(entry) for entry in x)
+
+    def grad_and_value(x):
+        return 0.5 / np.sqrt(x), f(x)
+
+    report = check_derivatives(f, {"grad_and_value": grad_and_value}, [1e-4, 0.5])
+    assert report.ok, report
+    wrong = check_derivatives(
+        f, {"grad_and_value": lambda x: (0.505 / np.sqrt(x), f(x))}, [1e-4, 0.5]
+    )
+    assert not wrong.ok
+    # On the edge, every step out of the domain raises: no reference there.
+    with np.errstate(divide="ignore"):  # the gradient there is infinite
+        edge = check_derivatives(f, {"grad_and_value": grad_and_value}, [0.0, 0.5])
+    assert not edge.ok
+    assert "or raises, within a step of this point" in str(edge)
+
+
+def test_a_function_raising_at_the_point_itself_raises():
+    def f(x):
+        return sum(math.log(entry) for entry in x)
+
+    with pytest.raises(ValueError, match="math domain error") as raised:
+        check_derivatives(f, {"grad_and_value": lambda x: 1 / x}, [-1.0, 2.0])
+    assert "raised by func" in raised.value.__notes__
+
+
+def test_outputs_differenced_from_yours_are_checked_along_a_direction_too():
+    # f = |x|²/2 at its mode x = 0, where g = 0. Derivatives of |x|² (twice f's)
+    # have g = 2x, also 0 there, so g passes; an H of 2I then matches the
+    # differences of that g, and a third derivative of 2 T the differences of
+    # an H right at 0 only. Along a direction, differences of f alone tell.
+    def f(x):
+        return x @ x / 2
+
+    point = np.zeros(3)
+    wrong_h = {"hessian_grad_and_value": lambda x: (2 * np.eye(3), 2 * x, f(x))}
+    report = check_derivatives(f, wrong_h, point)
+    assert [(c.output, c.ok) for c in report.comparisons] == [
+        ("H", True), ("g", True), ("v", True), ("vᵀHv", False)
+    ]  # fmt: skip
+
+    def cubic(x):  # Σ x³/6: H = diag(x), mtp(M) = diag(M)
+        return np.sum(x**3) / 6
+
+    def wrong_mtp(x):  # 2 diag(M) and the H it differences from, right at 0 only
+        return (lambda M: 2 * np.diag(M)), np.diag(2 * x), x**2 / 2, cubic(x)
+
+    report = check_derivatives(cubic, {"mtp_hessian_grad_and_value": wrong_mtp}, point)
+    assert [c.output for c in report.failures()] == ["vᵀmtp(vvᵀ)"]
+
+    def constraint(x):  # c(x) = (|x|²/2,): J = xᵀ, mhp(M) = M[0]
+        return np.array([x @ x / 2])
+
+    def wrong_mhp(x):
+        return (lambda M: 2 * M[0]), 2 * x[None, :], constraint(x)
+
+    report = check_derivatives(constraint, {"mhp_jacobian_and_value": wrong_mhp}, point)
+    assert [c.output for c in report.failures()] == ["vᵀmhp(uvᵀ)"]
+    right = {
+        "mtp_hessian_grad_and_value": lambda x: (
+            (lambda M: np.diag(M)),
+            np.diag(x),
+            x**2 / 2,
+            cubic(x),
+        ),
+        "mhp_jacobian_and_value": lambda x: (
+            (lambda M: M[0]),
+            x[None, :],
+            constraint(x),
+        ),
+    }
+    assert check_derivatives(cubic, {k: right[k] for k in list(right)[:1]}, point)
+    assert check_derivatives(constraint, dict(list(right.items())[1:]), point)
+
+
+@pytest.mark.parametrize("several", [False, True], ids=["one point", "two points"])
+def test_a_product_not_bound_to_its_point_fails(several):
+    # A product reading a buffer that the next call rewrites is right when applied
+    # at once, and wrong after a call at another point, as a sampler makes.
+    buffer = np.empty(2)
+
+    def f(x):
+        return np.sum(np.exp(x))
+
+    def mtp_hessian_grad_and_value(x):
+        buffer[:] = np.exp(x)
+        return (lambda M: np.diag(M) * buffer), np.diag(np.exp(x)), np.exp(x), f(x)
+
+    points = [[0.1, 0.2], [1.0, -1.0]] if several else [0.1, 0.2]
+    report = check_derivatives(
+        f, {"mtp_hessian_grad_and_value": mtp_hessian_grad_and_value}, points
+    )
+    products = [c for c in report.comparisons if c.output == "mtp(M)"]
+    assert len(products) == (2 if several else 1)
+    assert not any(c.ok for c in products)
+    assert all("not bound to its point" in c.note for c in products)
+    assert all(c.ok for c in report.comparisons if c.output != "mtp(M)")
+
+
+def test_a_product_that_changes_itself_when_applied_fails():
+    def c(x):
+        return np.array([x @ x])
+
+    def vjp_and_value(x):
+        jacobian = 2 * x[None, :]
+
+        def vjp(u):
+            jacobian[:] *= 2  # each application doubles what the next one reads
+            return u @ jacobian / 2
+
+        return vjp, c(x)
+
+    report = check_derivatives(c, {"vjp_and_value": vjp_and_value}, [0.5, -1.0])
+    (failure,) = report.failures()
+    assert failure.output == "vjp(u)"
+    assert "not bound to its point" in failure.note
+
+    def raising_again(x):
+        applied = []
+
+        def vjp(u):
+            if applied:
+                raise RuntimeError("applied twice")
+            applied.append(u)
+            return u @ (2 * x[None, :])
+
+        return vjp, c(x)
+
+    report = check_derivatives(c, {"vjp_and_value": raising_again}, [0.5, -1.0])
+    (failure,) = report.failures()
+    assert "it raised RuntimeError('applied twice')" in failure.note

@@ -11,10 +11,15 @@ random ``M`` or ``u``) with a reference computed independently:
   ``vjp(u)`` with differences of ``func``; ``H``, ``mtp(M)`` and ``mhp(M)`` with
   differences of the output below them as *your* function returns it (your ``g``,
   ``Σ M ∘ H``, ``Σ M ∘ J``), which is itself checked against ``func``, so that each
-  reference is one difference of something exact. Where your function returns only
+  reference is one difference of something exact. As yours is checked at the point
+  alone, such an output is also checked along a random direction against nested
+  differences of ``func`` alone (:class:`_Along`). Where your function returns only
   its highest output, they difference the references below instead, nested.
 * ``reference=NAME`` uses the operators of that backend (``func`` is then written for
   it).
+
+A product that passed is applied again after a call at another point, and fails where
+it then gives another result: it is not bound to its point (:func:`_rebound`).
 
 The precision of the check follows that of the outputs: a function that computes in
 float32 (JAX with its 64-bit mode off, say) is differenced with larger steps and
@@ -87,6 +92,9 @@ _PRECISIONS = {
         5e-4, 1e-4, (5e-2, 1.5e-1, 3e-1), float(np.finfo(np.float32).eps)
     ),
 }
+
+
+_FLOAT64 = _PRECISIONS["float64"]
 
 
 class DerivativeCheckError(AssertionError):
@@ -176,7 +184,7 @@ class DerivativeReport:
 
     def __str__(self) -> str:
         header = (
-            f"{'operator':<28}{'point':>6}  {'output':<8}{'max abs err':>13}"
+            f"{'operator':<28}{'point':>6}  {'output':<11}{'max abs err':>13}"
             f"{'max rel err':>13}  {'where':<10}result"
         )
         lines = [
@@ -190,7 +198,7 @@ class DerivativeReport:
             verdict = "inconclusive" if c.inconclusive else "ok" if c.ok else "FAIL"
             result = verdict + (f" ({c.note})" if c.note else "")
             lines.append(
-                f"{c.operator:<28}{c.point:>6}  {c.output:<8}{c.max_abs_error:>13.3e}"
+                f"{c.operator:<28}{c.point:>6}  {c.output:<11}{c.max_abs_error:>13.3e}"
                 f"{c.max_rel_error:>13.3e}  {where:<10}{result}"
             )
         failures = self.failures()
@@ -282,13 +290,78 @@ def _largest(array: Any) -> float:
     return float(np.max(np.abs(np.asarray(array, float)), initial=0.0))
 
 
+class _Along(NamedTuple):
+    """An output whose reference is differenced from yours below it, checked again.
+
+    Your ``g`` (``H``, ``J``) is compared with ``func`` at the point alone, so a
+    reference differenced from it is only as right as yours is near the point: a
+    wrong ``g`` that is right there (0 at a mode, as the true one is) passes, and so
+    does an ``H`` made to match it. So that output is also compared, contracted with
+    a seeded random direction ``v`` (and ``u``), with the derivative of ``t ↦
+    func(x + t v)`` of its order at 0, differenced from ``func`` alone: ``vᵀHv``
+    with the second, ``vᵀ mtp(v vᵀ)`` with the third, ``vᵀ mhp(u vᵀ)`` with ``u ·``
+    the second of ``c``.
+    """
+
+    label: str
+    position: int
+    """Of the output among those your function returns."""
+    reference: Callable[[np.ndarray, Any], _Differenced]
+    """``(v, u) ↦`` the reference, ``u`` ``None`` but for ``mhp``."""
+    accuracy: _Accuracy
+    product: bool = False
+    """Whether the output is a product, applied to ``v vᵀ`` (``u vᵀ``), or a matrix."""
+    rows: int | None = None
+    """The length of ``u``, for ``mhp``."""
+
+
+def _along(
+    func: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    first: np.ndarray,
+    order: int,
+    precision: _Precision,
+    direction: np.ndarray,
+) -> _Differenced:
+    """The ``order``-th derivative of ``t ↦ func(x + t·direction)`` at 0, differenced.
+
+    ``x + t·direction`` is rounded to ``x``'s precision, which moves the values by up
+    to ``ε |first| |x|`` (``first``: ``∂func/∂x`` at ``x``): noise the differences bear.
+    """
+    differenced = functools.partial(
+        finite_differences.jacobian_and_bound, epsilon=precision.epsilon
+    )
+
+    def values(t: np.ndarray) -> _Differenced:
+        # Copied: func may return a buffer of its own that its next call rewrites.
+        return _Differenced(np.array(func(x + t[0] * direction), float), 0.0)
+
+    def differentiated(
+        below: Callable[[np.ndarray], _Differenced], step: float, noise: float
+    ) -> Callable[[np.ndarray], _Differenced]:
+        return lambda t: _Differenced(
+            *differenced(_estimate(below), t, step, noise=noise)
+        )
+
+    origin = np.zeros(1, direction.dtype)
+    noise = precision.epsilon * _largest(np.abs(first) @ np.abs(x))
+    level: Callable[[np.ndarray], _Differenced] = values
+    for depth in range(order):
+        level = differentiated(level, precision.steps[depth], noise)
+        if depth + 1 < order:  # the bound of this level is noise to the next
+            noise = _largest(level(origin).bound)
+    estimate, bound = level(origin)
+    shape = np.shape(estimate)[:-order]  # of func's value: the t axes dropped
+    return _Differenced(np.reshape(estimate, shape), np.reshape(bound, shape))
+
+
 def _finite_difference_outputs(
     func: Callable[[np.ndarray], Any],
     operator: Operator,
     precision: _Precision,
     derivative: Callable[..., Any],
     x: np.ndarray,
-) -> tuple[list[Any], list[_Accuracy]]:
+) -> tuple[list[Any], list[_Accuracy], list[_Along]]:
     steps = precision.steps
     # Differences at the precision the outputs were computed in, whatever the
     # dtype they are compared in.
@@ -328,8 +401,24 @@ def _finite_difference_outputs(
     names = [name for name in operator.outputs if name in arrays]
     outputs: list[Any] = [arrays[name](x) for name in names]
     accuracies = [accuracy[name] for name in names]
+    # Outputs differenced from yours below them, checked along a direction too.
+    along: list[_Along] = []
+
+    def checked(order: int, direction: np.ndarray) -> _Differenced:
+        slope = outputs[names.index("J" if "J" in names else "g")].estimate
+        return _along(func, x, slope, order, precision, direction)
+
+    if "H" in names and "g" in yours:
+        along.append(
+            _Along(
+                "vᵀHv",
+                operator.outputs.index("H"),
+                lambda v, u: checked(2, direction=v),
+                _Accuracy(2, _largest(f)),
+            )
+        )
     if operator.product is None:
-        return outputs, accuracies
+        return outputs, accuracies, along
     # Every product is the derivative of ⟨A, the output after it⟩: mtp(M) of
     # Σ M ∘ H, mhp(M) of Σ M ∘ J, vjp(u) of u · c; yours where you return it.
     below = operator.outputs[1]
@@ -348,7 +437,27 @@ def _finite_difference_outputs(
         noise = bound * float(np.sum(np.abs(argument)))
         return _Differenced(*differenced(contracted, x, steps[depth - 1], noise=noise))
 
-    return [product, *outputs], [_Accuracy(depth, source), *accuracies]
+    # Not in float32, whose third differences cannot tell: there an mtp rests on
+    # your H near the point.
+    if below in yours and operator.product == "mtp" and precision is _FLOAT64:
+        along.append(
+            _Along(
+                "vᵀmtp(vvᵀ)",
+                0,
+                lambda v, u: checked(3, direction=v),
+                _Accuracy(3, _largest(f)),
+                product=True,
+            )
+        )
+    elif below in yours and operator.product == "mhp":  # from your J
+
+        def second(v: np.ndarray, u: np.ndarray) -> _Differenced:
+            estimate, bound = checked(2, direction=v)
+            return _Differenced(u @ estimate, np.abs(u) @ bound)
+
+        accurate = _Accuracy(2, _largest(f))
+        along.append(_Along("vᵀmhp(uvᵀ)", 0, second, accurate, True, np.size(f)))
+    return [product, *outputs], [_Accuracy(depth, source), *accuracies], along
 
 
 def _reference(
@@ -357,10 +466,11 @@ def _reference(
     reference: str,
     precision: _Precision,
     derivative: Callable[..., Any],
-) -> Callable[[np.ndarray], tuple[Any, list[_Accuracy]]]:
+) -> Callable[[np.ndarray], tuple[Any, list[_Accuracy], list[_Along]]]:
     """What ``operator`` of ``func`` returns at ``x``, and how accurately.
 
-    Built once per operator, called once per point.
+    With what of yours to check along a direction too (:class:`_Along`). Built once
+    per operator, called once per point.
     """
     if reference == "finite_differences":
         return functools.partial(
@@ -375,8 +485,8 @@ def _reference(
 
 def _exactly(
     derivative: Callable[..., Any], count: int, x: np.ndarray
-) -> tuple[Any, list[_Accuracy]]:
-    return derivative(x), [_EXACT] * count
+) -> tuple[Any, list[_Accuracy], list[_Along]]:
+    return derivative(x), [_EXACT] * count, []
 
 
 def _float_bits(dtype: Any) -> int | None:
@@ -467,7 +577,13 @@ def _compare(
     atol: float,
     floor: float,
     bound: Any = 0.0,
+    scale: float = 0.0,
 ) -> Comparison:
+    """``actual`` against ``expected``, within the tolerances and allowances.
+
+    ``scale``: what ``atol`` is relative to, where more than the largest entry of
+    ``expected`` (and 1).
+    """
     try:
         if np.iscomplexobj(actual):  # NumPy would drop the imaginary part
             note = f"got complex values ({np.asarray(actual).dtype}), not real"
@@ -483,7 +599,7 @@ def _compare(
     # At least 1: an output that vanishes at this point (H where f is linear in a
     # direction) is not held to its own size, which the differences cannot tell.
     with np.errstate(invalid="ignore"):
-        scale = max(1.0, _largest(expected))
+        scale = max(1.0, _largest(expected), scale)
         tolerance = atol * scale + rtol * np.abs(expected)
         relative = error / np.maximum(np.abs(expected), atol * scale)
         excess = np.where(np.isnan(error), np.inf, error - tolerance - floor)
@@ -513,8 +629,8 @@ def _compare(
     note = ""
     if not np.all(np.isfinite(expected)):
         note = (
-            "the reference is not finite: func is not finite within a step of this "
-            "point"
+            "the reference is not finite: func is not finite, or raises, within a "
+            "step of this point"
         )
     elif inconclusive:
         note = f"rounding may move the reference by {floor:.1e}"
@@ -654,7 +770,7 @@ def check_derivatives(
         labels = record.labels
         reference_at = _reference(func, record, reference, precision, function)
         for index, x in enumerate(points):
-            reference_outputs, accuracies = reference_at(x)
+            reference_outputs, accuracies, along = reference_at(x)
             reference_outputs = tuple(reference_outputs)
             argument = None
             if record.product is not None:
@@ -669,7 +785,8 @@ def check_derivatives(
             floors = [precision.rounding(accuracy) for accuracy in accuracies]
             if argument is not None:  # a product's reference is Σ A ∘ ... differenced
                 floors[0] *= float(np.sum(np.abs(argument)))
-            outputs = _applied(function(x.copy()), argument)
+            returned = _as_tuple(function(x.copy()))
+            outputs = _applied(returned, argument)
             if len(outputs) not in (1, len(labels)):  # all, or the first alone
                 note = (
                     f"returned {len(outputs)} items, expected {len(labels)} or "
@@ -679,12 +796,125 @@ def check_derivatives(
                     Comparison(name, index, "tuple", np.inf, np.inf, (), False, note)
                 )
                 continue
-            for label, actual, wanted, floor, bound in zip(
-                labels, outputs, expected, floors, bounds, strict=False
-            ):
-                comparisons.append(
-                    _compare(
-                        name, index, label, actual, wanted, rtol, atol, floor, bound
-                    )
+            compared = [
+                _compare(name, index, label, actual, wanted, rtol, atol, floor, bound)
+                for label, actual, wanted, floor, bound in zip(
+                    labels, outputs, expected, floors, bounds, strict=False
                 )
+            ]
+            if argument is not None and compared[0].ok:
+                other = points[(index + 1) % len(points)]
+                compared[0] = _rebound(
+                    compared[0], function, returned[0], outputs[0], argument, x, other,
+                    precision,
+                )  # fmt: skip
+            for check in along:
+                if check.position < len(returned) and compared[check.position].ok:
+                    compared.append(
+                        _compare_along(
+                            name, index, check, returned[check.position], x, rng,
+                            precision, rtol, atol,
+                        )
+                    )  # fmt: skip
+            comparisons += compared
     return DerivativeReport(tuple(comparisons), reference, rtol, atol, seen)
+
+
+def _rebound(
+    comparison: Comparison,
+    function: Callable[..., Any],
+    product: Callable[[Any], Any],
+    result: Any,
+    argument: np.ndarray,
+    x: np.ndarray,
+    other: np.ndarray,
+    precision: _Precision,
+) -> Comparison:
+    """A product's passing ``comparison``, failed where it is not bound to its point.
+
+    A sampler applies a product after calls at other points, and more than once. So
+    it is applied to ``argument`` again after a call of your function at ``other``
+    (the next point, or where there is one point, a step from it), and fails where
+    it gives a ``result`` other than its first, beyond rounding: it reads something
+    that call changed (a buffer your function reuses), or its own first application
+    did. Where the call at ``other`` raises, ``other`` may be out of the domain: the
+    product is judged by its first application alone.
+    """
+    if np.array_equal(other, x):
+        other = x + precision.steps[0] * np.maximum(1.0, np.abs(x)).astype(x.dtype)
+    try:
+        function(other.copy())
+    except Exception:
+        return comparison
+    try:
+        again = np.asarray(product(argument.copy()), float)
+    except Exception as error:
+        note = f"applied again after a call at another point, it raised {error!r}"
+        return dataclasses.replace(comparison, ok=False, note=note)
+    first = np.asarray(result, float)
+    if again.shape == first.shape:
+        difference = np.abs(again - first)
+        if np.all(difference <= 1000 * precision.epsilon * max(1.0, _largest(first))):
+            return comparison
+        where = tuple(
+            int(i) for i in np.unravel_index(np.argmax(difference), first.shape)
+        )
+        largest = float(np.max(difference))
+    else:
+        where, largest = (), np.inf
+    note = (
+        "not bound to its point: applied again after a call at another point, it "
+        "gave another result"
+    )
+    relative = largest / max(1.0, _largest(first))
+    return dataclasses.replace(
+        comparison, max_abs_error=largest, max_rel_error=relative, where=where,
+        ok=False, note=note,
+    )  # fmt: skip
+
+
+def _compare_along(
+    operator: str,
+    point: int,
+    check: _Along,
+    output: Any,
+    x: np.ndarray,
+    rng: np.random.Generator,
+    precision: _Precision,
+    rtol: float,
+    atol: float,
+) -> Comparison:
+    """Your output contracted along a seeded random direction, against ``func``'s.
+
+    The direction is scaled to the coordinates, as the steps are. The scale a
+    contraction is held to is at least the sum of the sizes of its terms, which may
+    cancel.
+    """
+    direction = (rng.standard_normal(x.size) * np.maximum(1.0, np.abs(x))).astype(
+        x.dtype
+    )
+    weights = None
+    if check.rows is not None:
+        weights = rng.standard_normal(check.rows).astype(x.dtype)
+    try:
+        if check.product:
+            rows = direction if weights is None else weights
+            applied = np.asarray(output(np.outer(rows, direction)), float)
+            actual, terms = direction @ applied, np.abs(direction) @ np.abs(applied)
+        else:
+            matrix = np.asarray(output, float)
+            actual = direction @ matrix @ direction
+            terms = np.abs(direction) @ np.abs(matrix) @ np.abs(direction)
+    except Exception:
+        return Comparison(
+            operator, point, check.label, np.inf, np.inf, (), False,
+            "could not be contracted along a direction",
+        )  # fmt: skip
+    estimate, bound = check.reference(direction, weights)
+    floor = precision.rounding(check.accuracy)
+    if weights is not None:
+        floor *= float(np.sum(np.abs(weights)))
+    return _compare(
+        operator, point, check.label, actual, np.asarray(estimate, float), rtol,
+        atol, floor, bound, scale=float(terms),
+    )  # fmt: skip

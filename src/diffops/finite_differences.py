@@ -90,6 +90,13 @@ differenced twice at ``x = 13.6``: the scaled step's error 158 under a bound of
 scaled step is kept."""
 
 
+_OUTSIDE = (ArithmeticError, ValueError)
+"""What a function may raise a step out of its domain, where NumPy's would return
+NaN or inf: ``math.sqrt`` and ``math.log`` of a negative number (``ValueError``),
+``1 / 0`` (``ZeroDivisionError``), ``math.exp`` of a large one (``OverflowError``),
+NumPy under ``np.errstate(all="raise")`` (``FloatingPointError``)."""
+
+
 class _Estimate(NamedTuple):
     """A derivative along one coordinate, by differences at one step."""
 
@@ -283,8 +290,15 @@ def _extrapolated(
         forward, backward = x.copy(), x.copy()
         forward[i] += size
         backward[i] -= size
-        # Copied: func may return a buffer of its own that its next call rewrites.
-        ahead, behind = np.array(func(forward)), np.array(func(backward))
+        try:
+            # Copied: func may return a buffer of its own that its next call rewrites.
+            ahead, behind = np.array(func(forward)), np.array(func(backward))
+        except _OUTSIDE:
+            # A step out of func's domain, where it raises (math.sqrt, 1 / 0) as
+            # NumPy returns NaN: taken as NaN, so that smaller steps are tried. At x
+            # itself, it raises.
+            shape = np.shape(func(x.copy()))
+            return _Estimate(np.full(shape, np.nan), np.inf, np.inf)
         if size == h:  # the values' size and precision, from the first pair
             if epsilon is None:
                 rounding = _epsilon(ahead.dtype)
