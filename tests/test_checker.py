@@ -310,7 +310,7 @@ def test_a_report_is_true_exactly_when_it_is_ok():
 def test_catches_a_list_in_place_of_the_tuple():
     derivatives = {"grad_and_value": lambda x: [SMOOTH.grad(x), SMOOTH.value(x)]}
     (failure,) = failing(check_derivatives(SMOOTH.value, derivatives, SMOOTH.point))
-    assert failure.note == "got list, not an array"
+    assert failure.note == "expected real numbers, got list"
 
 
 def test_catches_complex_outputs_whose_real_part_is_right():
@@ -324,8 +324,9 @@ def test_catches_complex_outputs_whose_real_part_is_right():
     )
     assert not report.ok
     assert [c.note for c in report.comparisons] == [
-        "got complex values (complex128), not real"
-    ] * 2
+        "expected real numbers, got ndarray of dtype complex128",
+        "expected real numbers, got complex128",
+    ]
 
 
 def test_catches_an_mhp_contracting_the_wrong_indices(precision):
@@ -412,6 +413,23 @@ def test_report_reads_as_a_table(precision):
         ({"rtol": True}, TypeError, r"rtol must be a non-negative number; got bool"),
         ({"seed": -1}, ValueError, r"seed must be a non-negative integer; got -1"),
         ({"seed": 1.5}, ValueError, r"seed must be a non-negative integer; got 1.5"),
+        (
+            {"reference": "finite-differences"},
+            ValueError,
+            r"reference must be 'finite_differences' or a backend's name, one of "
+            r"\('finite_differences', 'jax', .*got 'finite-differences'",
+        ),
+        ({"reference": None}, TypeError, r"reference must be .*; got None"),
+        (
+            {"points": [0.0, np.nan, 1, 2]},
+            ValueError,
+            r"points must be finite; point 0",
+        ),
+        (
+            {"points": [[0.0, 1, 2, 3], [np.inf, 1, 2, 3]]},
+            ValueError,
+            r"points must be finite; point 1 is \[inf, 1.0, 2.0, 3.0\]",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, message):
@@ -1432,3 +1450,29 @@ def test_a_product_that_changes_itself_when_applied_fails():
     report = check_derivatives(c, {"vjp_and_value": raising_again}, [0.5, -1.0])
     (failure,) = report.failures()
     assert "it raised RuntimeError('applied twice')" in failure.note
+
+
+def test_outputs_that_are_not_real_numbers_fail_saying_what_they_are():
+    torch = pytest.importorskip("torch")
+
+    def f(x):
+        return x @ x / 2
+
+    def recording(x):  # a tensor recording its graph, which NumPy cannot read
+        return torch.tensor(x, requires_grad=True) * 1.0
+
+    cases = {
+        "grad_and_value": lambda x: (recording(x), f(x)),
+        "hessian_grad_and_value": lambda x: (np.eye(2), recording(x), f(x)),
+    }
+    report = check_derivatives(f, cases, [0.5, -1.0])
+    assert [(c.operator, c.output) for c in report.failures()] == [
+        ("grad_and_value", "g"), ("hessian_grad_and_value", "g")
+    ]  # fmt: skip
+    assert all("got Tensor (Can't call numpy()" in c.note for c in report.failures())
+    # The H beside such a g is differenced from differences of f, and passes.
+    assert report.comparisons[2].output == "H"
+    assert report.comparisons[2].ok
+    # A number written as a string is not one.
+    text = check_derivatives(f, {"grad_and_value": lambda x: (x, "1.0")}, [1.0, 1.0])
+    assert text.failures()[0].note == "expected real numbers, got str of dtype <U3"

@@ -5,6 +5,7 @@ chunks, on Dask, across processes and threads."""
 from __future__ import annotations
 
 import pickle
+import re
 import types
 import warnings
 
@@ -298,6 +299,12 @@ def test_a_hand_written_product_may_reuse_its_output_buffer():
         (lambda x: (None, 1.0), TypeError, r"arrays of numbers; output 0 at row 0"),
         (lambda x: ("abc", 1.0), TypeError, r"output 0 at row 0 of X is str"),
         (
+            lambda x: [np.cos(x), np.sum(np.sin(x))],
+            TypeError,
+            r"output 0 at row 0 of X is list\. Return the outputs as a tuple, not a "
+            r"list\.$",
+        ),
+        (
             lambda x: (np.ones(int(x[0] > 0) + 1), 1.0),
             ValueError,
             r"shapes \[\(1,\), \(\)\] at row 1 of X but \[\(2,\), \(\)\] at row 0",
@@ -319,6 +326,26 @@ def test_a_hand_written_product_of_the_wrong_length_is_refused():
     vjp, _ = vectorize(vjp_and_value)(points_for(QUARTIC))
     expected = r"product of row 0 returned .* \(7,\); .* \(4,\)"
     with pytest.raises(ValueError, match=expected):
+        vjp(np.ones(QUARTIC.n))
+
+
+@pytest.mark.parametrize(
+    ("result", "what"),
+    [
+        (np.ones(4) * 1j, "ndarray of dtype complex128"),
+        (None, "NoneType of dtype object"),
+    ],
+)
+def test_a_hand_written_product_returning_no_real_numbers_is_refused(result, what):
+    def vjp_and_value(x):
+        return (lambda u: result), np.sin(x)
+
+    vjp, _ = vectorize(vjp_and_value)(points_for(QUARTIC))
+    expected = (
+        f"the product of row 0 returned {what}; a product returns an array of real "
+        "numbers of shape (4,)."
+    )
+    with pytest.raises(TypeError, match=re.escape(expected)):
         vjp(np.ones(QUARTIC.n))
 
 

@@ -468,3 +468,26 @@ def shape_of(value: Any) -> tuple[int, ...] | None:
     except (TypeError, ValueError):
         return None
     return array.shape if array.dtype.kind in "biuf" else None
+
+
+def real_numbers(value: Any) -> tuple[np.ndarray | None, str]:
+    """``value`` as a new NumPy array of real numbers; else ``None``, and what it is.
+
+    Args:
+        value: What a user's function returned.
+
+    Returns:
+        The array, or ``None`` where it is not real numbers; with its type, and its
+        dtype where that is wrong (a string, ``None``, complex numbers) or, where
+        NumPy cannot make an array of it, why (a ragged list; a torch tensor that
+        records a graph, in PyTorch's words).
+    """
+    kind = type(value).__name__
+    try:
+        array = np.array(np.asarray(value))  # NumPy 2's copy= is not every type's
+    except Exception as error:
+        return None, kind if isinstance(value, list | tuple) else f"{kind} ({error})"
+    if array.dtype.kind not in "biuf":
+        dtype = str(array.dtype)
+        return None, kind if kind == dtype else f"{kind} of dtype {dtype}"
+    return array, kind

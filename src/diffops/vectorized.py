@@ -33,6 +33,7 @@ from diffops.validation import (
     as_product_argument,
     check_callable,
     describe_shape,
+    real_numbers,
     shape_of,
 )
 
@@ -134,13 +135,14 @@ def _copied_columns(
 
 def _numbers(output: Any, derivative: Any, index: int, row: int) -> np.ndarray:
     """``output`` as a new array of numbers, or a ``TypeError`` saying what it is."""
-    array = np.array(output)
-    if array.dtype.kind not in "biuf":
+    array, what = real_numbers(output)
+    if array is None:
         msg = (
             f"vectorize needs {describe_function(derivative)} to return arrays of "
-            f"numbers; output {index} at row {row} of X is {type(output).__name__} "
-            f"of dtype {array.dtype}."
+            f"numbers; output {index} at row {row} of X is {what}."
         )
+        if isinstance(output, list):
+            msg += " Return the outputs as a tuple, not a list."
         raise TypeError(msg)
     return array
 
@@ -474,7 +476,13 @@ class BatchedProduct(CopiedAsItself):
         n = self._points.shape[1]
         rows = []
         for index, product in enumerate(products):
-            row = np.array(product(argument if shared else argument[index]))
+            row, what = real_numbers(product(argument if shared else argument[index]))
+            if row is None:
+                msg = (
+                    f"the {self.name} of row {index} returned {what}; a product "
+                    f"returns an array of real numbers of shape ({n},)."
+                )
+                raise TypeError(msg)
             if row.shape != (n,):
                 msg = (
                     f"the {self.name} of row {index} returned an array of shape "
