@@ -2,8 +2,10 @@
 
 The compiled ``jax`` backend computes ``mtp``, ``mhp`` and ``vjp`` by a table the call
 computes where it is small and cheap (``TABULATE_UP_TO``, ``TABULATE_FLOPS``), from the
-point up to ``n = RECOMPUTE_UP_TO`` and from the residuals of the evaluation beyond,
-and returns outputs of at most ``PACK_UP_TO`` numbers packed in one array; both sides
+point up to ``n = RECOMPUTE_UP_TO`` (0 unless the user raises it) and from the
+residuals of the evaluation beyond, packed with the outputs up to
+``PACK_RESIDUALS_UP_TO`` numbers, and returns outputs of at most ``PACK_UP_TO``
+numbers packed in one array; both sides
 of each threshold are tested here, with the threshold moved so that small cases cross
 it, or at sizes on either side of it. ``jax_nojit`` computes ``mtp`` and Jacobians in
 forms of their own, faster op by op. The ``torch`` backend computes at one point with
@@ -16,6 +18,7 @@ complex step), never from diffops.
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -80,19 +83,20 @@ def jax_derivative_with(monkeypatch, threshold: str, value: int, operator: str, 
 
 
 def strategy(product) -> str:
-    """How a ``jax`` product computes: ``"table"``, ``"point"`` or ``"residuals"``."""
-    from diffops.backends.jax import _FromPoint
+    """How a ``jax`` product computes: by its ``"table"``, from its ``"point"``, or
+    from residuals ``"kept"`` packed with the outputs or as JAX returns them,
+    ``"residuals"``."""
+    from diffops.backends.jax import _FromPoint, _Kept
 
-    state = product._state
-    if type(state) is np.ndarray:
-        return "table"
-    return "point" if type(state) is _FromPoint else "residuals"
+    kinds = {np.ndarray: "table", _FromPoint: "point", _Kept: "kept"}
+    return kinds.get(type(product._state), "residuals")
 
 
 STRATEGIES = {
     "table": {"TABULATE_UP_TO": 10**6, "TABULATE_FLOPS": 10**12},
-    "point": {"TABULATE_UP_TO": 0},
-    "residuals": {"RECOMPUTE_UP_TO": 0},
+    "point": {"TABULATE_UP_TO": 0, "RECOMPUTE_UP_TO": 10**6},
+    "kept": {"TABULATE_UP_TO": 0},
+    "residuals": {"TABULATE_UP_TO": 0, "PACK_RESIDUALS_UP_TO": 0},
 }
 """The thresholds that make each ``jax`` product strategy the one taken."""
 
@@ -268,7 +272,7 @@ def test_a_jax_product_reads_data_as_its_evaluation_did(backend, way, monkeypatc
     np.testing.assert_allclose(mtp(M), [1, 2, 3], **TOLERANCE)
 
 
-@pytest.mark.parametrize("way", ["table", "point"])
+@pytest.mark.parametrize("way", ["table", "kept", "point"])
 def test_a_jax_product_jax_cannot_reverse_is_tabulated_or_fails_where_used(
     way, monkeypatch
 ):
@@ -281,8 +285,8 @@ def test_a_jax_product_jax_cannot_reverse_is_tabulated_or_fails_where_used(
     import jax
     import jax.numpy as jnp
 
-    if way == "point":
-        monkeypatch.setattr(jax_backend, "TABULATE_UP_TO", 0)
+    for threshold, value in STRATEGIES[way].items():
+        monkeypatch.setattr(jax_backend, threshold, value)
 
     def square_by_loop(x):  # x² as x²/3 three times, by a while_loop: forward only
         def body(carry):
@@ -330,9 +334,9 @@ def test_jax_nojit_products_keep_the_residuals():
     ("threshold", "value", "way"),
     [
         ("TABULATE_UP_TO", 4**3, "table"),  # SMOOTH's table: 16 rows of n = 4
-        ("TABULATE_UP_TO", 4**3 - 1, "point"),
+        ("TABULATE_UP_TO", 4**3 - 1, "kept"),
         ("TABULATE_FLOPS", 10**12, "table"),
-        ("TABULATE_FLOPS", -(10**12), "point"),
+        ("TABULATE_FLOPS", -(10**12), "kept"),
     ],
 )
 def test_a_jax_product_is_tabulated_on_one_side_of_each_threshold(
@@ -351,7 +355,7 @@ def test_a_jax_product_is_tabulated_on_one_side_of_each_threshold(
     np.testing.assert_allclose(H, SMOOTH.hessian(x), **TOLERANCE)
 
 
-def test_a_product_dear_to_tabulate_is_computed_from_its_point():
+def test_a_product_dear_to_tabulate_keeps_the_residuals():
     """At the default thresholds: a small, cheap table is made, a dear one is not."""
     backend_module("jax")
     import jax.numpy as jnp
@@ -363,7 +367,7 @@ def test_a_product_dear_to_tabulate_is_computed_from_its_point():
 
     x = np.array([0.3, -0.2, 0.5, 0.1])
     mtp = derivative("jax", "mtp_hessian_grad_and_value", dear)(x)[0]
-    assert strategy(mtp) == "point"
+    assert strategy(mtp) == "residuals"  # 11 arrays of up to 80 000 numbers
     cheap = derivative("jax", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
     assert strategy(cheap(SMOOTH.point)[0]) == "table"
     M = np.random.default_rng(8).standard_normal((4, 4))
@@ -377,7 +381,7 @@ def test_a_jax_product_is_not_tabulated_where_xla_counts_no_cost(monkeypatch):
     monkeypatch.setattr(jax_backend, "_flops", lambda lowered: None)
     d = derivative("jax", "mtp_hessian_grad_and_value", render(SMOOTH, "jax"))
     mtp = d(SMOOTH.point)[0]
-    assert strategy(mtp) == "point"
+    assert strategy(mtp) == "kept"
     M = np.eye(4)
     np.testing.assert_allclose(
         mtp(M), expected_product(SMOOTH, SMOOTH.point, M), **TOLERANCE
@@ -389,7 +393,8 @@ def test_products_are_not_tabulated_where_jax_checks_for_nan(check):
     """f = Σ x^(5/2) at x₀ = 0: finite H, an infinite third derivative in its table.
 
     With JAX's check on where a length is first called, the call returns the
-    outputs, as without a table, and the product is computed from its point.
+    outputs, as without a table, and the product is computed from its point: the
+    residuals would hold the infinity too.
     """
     backend_module("jax")
     import jax
@@ -476,7 +481,7 @@ def test_a_function_that_loops_is_not_tabulated_unless_it_must_be():
 
     x = np.array([0.5, -1.0, 2.0])
     mtp, H, _, _ = derivative("jax", "mtp_hessian_grad_and_value", f)(x)
-    assert strategy(mtp) == "point"
+    assert strategy(mtp) == "kept"
     np.testing.assert_allclose(H, np.diag(x), **TOLERANCE)  # f = Σ x³/6
     M = np.arange(9.0).reshape(3, 3)
     np.testing.assert_allclose(mtp(M), np.diag(M), **TOLERANCE)
@@ -506,9 +511,9 @@ def test_a_cost_the_lowered_computation_cannot_count_is_counted_compiled(unavail
     assert counted >= 5  # 3 products, 2 sums at least, and XLA counts them
 
 
-def test_a_vjp_whose_table_jax_cannot_compute_forward_is_computed_from_its_point():
+def test_a_vjp_whose_table_jax_cannot_compute_forward_keeps_the_residuals():
     """A ``custom_vjp`` function has no forward derivative: a table of ``m >= n``
-    rows, computed forward, cannot be made; the product is made from the point."""
+    rows, computed forward, cannot be made; the product keeps the residuals."""
     backend_module("jax")
     import jax
     import jax.numpy as jnp
@@ -520,7 +525,7 @@ def test_a_vjp_whose_table_jax_cannot_compute_forward_is_computed_from_its_point
     c.defvjp(lambda x: (jnp.sin(x), x), lambda x, u: (jnp.cos(x) * u,))
     x = np.array([0.5, -1.0, 2.0])
     vjp, value = derivative("jax", "vjp_and_value", c)(x)
-    assert strategy(vjp) == "point"
+    assert strategy(vjp) == "kept"
     u = np.array([1.0, 2.0, -3.0])
     np.testing.assert_allclose(vjp(u), u * np.cos(x), **TOLERANCE)
     np.testing.assert_allclose(value, np.sin(x), **TOLERANCE)
@@ -661,7 +666,10 @@ def test_jax_outputs_on_both_sides_of_the_packing_threshold(
     outputs = list(d(x))
     product = outputs.pop(0) if callable(outputs[0]) else None
     product_expected = expected.pop(0) if product is not None else None
-    assert packed(d, x) == (pack_up_to > 0 and len(outputs) > 1)
+    # A product's outputs are packed with its residuals whatever PACK_UP_TO says.
+    assert packed(d, x) == (
+        product is not None or (pack_up_to > 0 and len(outputs) > 1)
+    )
     for output, wanted in zip(outputs, expected, strict=True):
         np.testing.assert_allclose(output, wanted, **TOLERANCE)
     assert isinstance(outputs[-1], np.floating | np.ndarray)
@@ -1166,3 +1174,62 @@ def test_torch_compile_for_first_order_operators():
         torch_backend.return_numpy_arrays(
             torch_backend.jacobian_and_value(torch_backend.torch.sin), compile=True
         )
+
+
+def counted(backend: str, case: ScalarCase | VectorCase, calls: list[int]):
+    """``case``'s function on ``backend``, adding 1 to ``calls[0]`` as it is evaluated.
+
+    Compiled ``jax`` runs no Python when it evaluates: there a ``jax.debug.callback``
+    counts, at each run of the compiled code that evaluates the function.
+    """
+    func = render(case, backend)
+
+    def count(*_: Any) -> None:
+        calls[0] += 1
+
+    if backend != "jax":
+
+        def counting(x):
+            count()
+            return func(x)
+
+        return counting
+    import jax
+
+    def counting_in_jax(x):
+        jax.debug.callback(count, x[0])
+        return func(x)
+
+    return counting_in_jax
+
+
+@pytest.mark.parametrize(
+    "way", ["table", "kept", "residuals", "point", "jax_nojit", "autograd", "torch"]
+)
+@pytest.mark.parametrize(("operator", "case"), PRODUCT_CASES[::2], ids=str)
+def test_applying_a_product_evaluates_nothing_of_the_function_again(
+    operator, case, way, monkeypatch
+):
+    """A product is bound to its point: applying it reuses what the call computed.
+
+    But for a product from the point (``RECOMPUTE_UP_TO`` raised), which the count
+    here shows evaluating the function again at each application.
+    """
+    calls = [0]
+    backend = way if way in ("jax_nojit", "autograd", "torch") else "jax"
+    backend_module(backend)
+    func = counted(backend, case, calls)
+    if backend == "jax":
+        d = jax_derivative_by(monkeypatch, way, operator, case, func)
+    else:
+        d = derivative(backend, operator, func)
+    x = case.point
+    product = d(x)[0]
+    assert calls[0] > 0  # the count counts
+    before = calls[0]
+    rng = np.random.default_rng(9)
+    for _ in range(2):
+        argument = rng.standard_normal(product.shape)
+        expected = expected_product(case, x, argument, operator)
+        np.testing.assert_allclose(product(argument), expected, **TOLERANCE)
+    assert (calls[0] > before) == (way == "point")

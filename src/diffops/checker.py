@@ -13,13 +13,13 @@ random ``M`` or ``u``) with a reference computed independently:
   ``Σ M ∘ H``, ``Σ M ∘ J``), which is itself checked against ``func``, so that each
   reference is one difference of something exact. As yours is checked at the point
   alone, such an output is also checked along a random direction against nested
-  differences of ``func`` alone (:class:`_Along`). Where your function returns only
+  differences of ``func`` alone (``_Along``). Where your function returns only
   its highest output, they difference the references below instead, nested.
 * ``reference=NAME`` uses the operators of that backend (``func`` is then written for
   it).
 
 A product that passed is applied again after a call at another point, and fails where
-it then gives another result: it is not bound to its point (:func:`_rebound`).
+it then gives another result: it is not bound to its point (``_rebound``).
 
 The precision of the check follows that of the outputs: a function that computes in
 float32 (JAX with its 64-bit mode off, say) is differenced with larger steps and

@@ -6,20 +6,20 @@ a JAX array that JAX can trace. The registered function wrappers make from it th
 (backend ``jax``) compiles it with :func:`jax.jit`, and its products too;
 :func:`return_numpy_arrays` (backend ``jax_nojit``) runs it op by op.
 
-A product (``mtp``, ``mhp``, ``vjp``) can be computed three ways. Compiled, where its
-matrix (``∂H/∂x``, ``∂J/∂x`` or ``J``) is small and cheap, the call computes that
-matrix, its table, with the outputs, and a product is a matrix-vector product in
-NumPy: see :data:`TABULATE_UP_TO`. Otherwise, its state can be the pullback of
-:func:`jax.vjp` at ``x``, a pytree whose leaves are the residuals of the
-evaluation, so that ``mtp(M)`` is one backward pass; or it can be the point ``x`` alone
-(``_FromPoint``), so that the evaluation computes only ``H`` (or ``J``, or ``c(x)``)
+A product (``mtp``, ``mhp``, ``vjp``) is bound to its point and never evaluates the
+function there again. Compiled, where its matrix (``∂H/∂x``, ``∂J/∂x`` or ``J``) is
+small and cheap, the call computes that matrix, its table, with the outputs, and a
+product is a matrix-vector product in NumPy: see :data:`TABULATE_UP_TO`. Otherwise its
+state is the pullback of :func:`jax.vjp` at ``x``, whose leaves are the residuals of
+the evaluation, so that ``mtp(M)`` is one backward pass; compiled, where they are few
+the call returns them packed after the outputs in one array (``_Kept``, see
+:data:`PACK_RESIDUALS_UP_TO`). A product can also be computed from the point ``x``
+alone (``_FromPoint``): the evaluation computes only ``H`` (or ``J``, or ``c(x)``),
 and ``mtp(M)`` is the gradient of ``x ↦ ⟨M, H(x)⟩``, computed afresh by a second
-compiled function. Compiled, the second is the faster for a call and one product up
-to ``n =`` :data:`RECOMPUTE_UP_TO` (up to 4 times at small ``n``, where writing and
-reading the residuals costs more than the arithmetic they save), and the first
-beyond; run op by op, the first always is. Recomputing costs the product one more
-evaluation of what it differentiates, which pays while that is cheap beside the
-dispatch of a compiled call (microseconds): see :data:`RECOMPUTE_UP_TO`.
+compiled function, which evaluates the function again at each product. That is
+done only up to ``n =`` :data:`RECOMPUTE_UP_TO`, 0 unless raised, where JAX checks for
+NaN (the residuals may hold them where the outputs do not), and for the error of a
+product JAX cannot take in reverse.
 
 Compiled, a derivative function whose outputs hold at most :data:`PACK_UP_TO`
 numbers returns them raveled into one array (``_Compiled``): NumPy takes one array
@@ -38,6 +38,7 @@ they warn once, saying how to, when a float64 input would be computed in float32
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import sys
@@ -79,6 +80,7 @@ else:
 __all__ = [
     "AVAILABLE",
     "FRAMEWORK",
+    "PACK_RESIDUALS_UP_TO",
     "PACK_UP_TO",
     "RECOMPUTE_UP_TO",
     "TABULATE_FLOPS",
@@ -93,23 +95,38 @@ __all__ = [
     "vjp_and_value",
 ]
 
-RECOMPUTE_UP_TO = 1000
-"""Largest ``n`` at which compiled products recompute from ``x`` (see above).
+RECOMPUTE_UP_TO = 0
+"""Largest ``n`` at which compiled products are computed from ``x`` (see above): none.
 
-Measured for a call and one product on a 2-core x86 machine, as ``diffops bench
---backend jax --operator mtp_hessian_grad_and_value --size N`` times the two ways
-written by hand (the jitted composite keeps residuals, the two-call bound does not): for
-``mtp``, recomputing is 1.3-1.5 times faster up to ``n = 1000`` and keeping the
-residuals 1.6 times faster from ``n = 1200``, where ``H`` no longer fits the
-cache; for ``mhp`` the two are within 15% at every ``n``. For ``vjp`` (two
-constraints, ``n = 30`` and ``1000``), recomputing makes the call 1.5-1.6 times faster
-and a call and one product 1.3-1.4 times. ``python benchmarks/recompute.py`` measures
-dearer functions, layers of ``tanh(W x)`` at ``n = 300`` that close over ``W``: with
-two layers, which the residuals return ``W`` from, the call is 2-7 times faster and a
-call and one product 1.3-1.35 times, a product alone 1.2 times slower; with twenty
-(0.2 ms a forward pass), a product alone is 1.4 times slower, the cost of the one more
-forward pass each product makes, and a call and one product cost 0.99-1.09 times as
-much.
+A product is bound to its point and does not evaluate the function there again: the
+call keeps the residuals. Computing a product from the point instead evaluates the
+function (and its derivatives below the product) again in each product, which for a
+cheap function is faster: raise this to trade that for speed, before a derivative
+function's first call at a length (its plan is made then). Measured in two runs of
+``python benchmarks/recompute.py`` on a 2-core x86 machine (the ways in turns), a call
+and one product from the point took, against the kept residuals: for ``mtp`` of a
+chain of bananas, 0.38-0.79 times as long at ``n = 20`` to ``300``; for ``mhp`` of two
+constraints, 0.89-0.96 times at ``n = 100`` to ``1000``; for their ``vjp`` at ``n =
+3000``, 0.91-0.94 times; for layers of ``tanh(W x)`` at ``n = 300``, 0.79-0.89 times.
+A product alone from the point took 0.80-1.15 times as long as from the residuals for
+those cheap functions, and 1.23-1.55 times for the layers (one more forward pass), so
+where a call's product is applied several times the residuals gain.
+"""
+
+PACK_RESIDUALS_UP_TO = 16384
+"""Most numbers in a compiled product operator's outputs and residuals returned packed.
+
+Where a product is neither tabulated nor recomputed, its state is the residuals of
+the evaluation, the leaves of :func:`jax.vjp`'s pullback (for ``mtp``, 11 arrays of
+up to ``n²`` numbers). Up to this many numbers, the call returns them packed after the
+outputs in one array, and the product is one compiled call on that array; beyond, as
+JAX returns them, a pytree of arrays each compiled call takes apart. Measured in two
+runs of ``python benchmarks/recompute.py`` on a 2-core x86 machine, a call and one
+product packed took 0.73-0.79 times as long as unpacked for ``mhp`` of two constraints
+(``n = 100`` to ``1000``, 1.2 to 4 thousand numbers), 0.75-0.78 times for their
+``vjp`` at ``n = 3000``, 0.57-0.79 times for ``mtp`` at ``n = 20`` and ``30``, and as
+long (0.95-1.05) at ``n = 60`` (14 thousand), where XLA's concatenation of the
+residuals costs what packing saves.
 """
 
 PACK_UP_TO = 1024
@@ -390,7 +407,7 @@ Measured op by op at ``n = 3`` and ``30`` against the compiled forms run op by o
 """
 
 
-# Products recomputed from the point: compiled, faster up to RECOMPUTE_UP_TO.
+# Products computed from the point: up to RECOMPUTE_UP_TO, if raised.
 
 
 def _contracted_gradient(
@@ -460,6 +477,63 @@ _LOOP = re.compile(r"\b(?:stablehlo|mhlo)\.while\b")
 """A loop in a lowered computation's text."""
 
 
+def _checking() -> bool:
+    """Whether JAX checks computations for NaN or infinity (``jax.debug_nans``)."""
+    return bool(jax.config.jax_debug_nans or jax.config.jax_debug_infs)  # type: ignore[attr-defined]
+
+
+def _kept(
+    whole: Callable[..., tuple[Any, ...]],
+    appliers: dict[tuple[int, Any], Callable[..., Any]],
+    x: Any,
+) -> Any:
+    """The product operator at ``x``: its outputs raveled, then its residuals.
+
+    The residuals are the leaves of the pullback :func:`jax.vjp` returns, raveled in
+    its order. Traced, it records in ``appliers`` the compiled product that takes
+    them apart again as this trace laid them out (:func:`_apply_kept`), for the
+    packed array's length and dtype: a trace made again (``jax.clear_caches()``)
+    records it again.
+    """
+    pullback, *outputs = whole(x)
+    leaves, treedef = jax.tree_util.tree_flatten(pullback)
+    raveled = [jnp.ravel(array) for array in (*outputs, *leaves)]
+    packed = jnp.concatenate(raveled)
+    start = sum(array.size for array in raveled[: len(outputs)])
+    shapes = tuple(leaf.shape for leaf in leaves)
+    applier = functools.partial(_apply_kept, treedef, start, shapes)
+    appliers[packed.shape[0], np.dtype(packed.dtype)] = jax.jit(applier)
+    return packed
+
+
+def _apply_kept(
+    treedef: Any, start: int, shapes: tuple[tuple[int, ...], ...], packed: Any,
+    argument: Any,
+) -> Any:  # fmt: skip
+    """The product from the residuals packed from ``start`` on, as :func:`_kept`."""
+    leaves = []
+    for shape in shapes:
+        size = math.prod(shape)
+        leaves.append(packed[start : start + size].reshape(shape))
+        start += size
+    return _apply_product(jax.tree_util.tree_unflatten(treedef, leaves), argument)
+
+
+class _Kept:
+    """A product's state that keeps its residuals: a JAX array and the product.
+
+    ``packed`` holds the outputs and the residuals of the evaluation that made them
+    (:func:`_kept`); ``apply`` is the compiled ``(packed, argument) ↦`` product.
+    Applying it evaluates nothing of the function again.
+    """
+
+    __slots__ = ("apply", "packed")
+
+    def __init__(self, apply: Callable[..., Any], packed: Any) -> None:
+        self.apply = apply
+        self.packed = packed
+
+
 class _FromPoint:
     """A product's state that recomputes it: ``product(x, argument)``, compiled.
 
@@ -509,16 +583,19 @@ def _in_mode(x64: bool, apply: Callable[..., Any], *args: Any) -> Any:
         return apply(*args)
 
 
-# The compiled evaluation: small outputs packed, products recomputed where faster.
+# The compiled evaluation: small outputs packed, with a product's residuals.
 
 Places = tuple[tuple[int | slice, tuple[int, ...] | None], ...]
 """Where each output lies in a packed array: its index there (a position for a 0-d
 output, a slice for others) and, for more than one dimension, its shape."""
 
-Layout = tuple[Callable[..., Any], int, Places, tuple[int, tuple[int, int]] | None]
+Layout = tuple[
+    Callable[..., Any], int, Places, tuple[int, tuple[int, int]] | None, bool
+]
 """A packed evaluation: the compiled function that returns the packed array, its
-length, the outputs' :data:`Places` in it, and for a tabulated product the table's:
-its first ``k`` numbers, and its shape."""
+length, the outputs' :data:`Places` in it, for a tabulated product the table's (its
+first ``k`` numbers, and its shape), and whether the product's residuals follow the
+outputs (:class:`_Kept`)."""
 
 Plan = Layout | str
 """How a compiled evaluation runs at one length and dtype of ``x``: packed in a
@@ -550,9 +627,12 @@ class _Compiled:
     (``H, g, f(x)``, ``J, c(x)`` or ``c(x)``). Where the product's table is small and
     cheap (:data:`TABULATE_UP_TO`), ``tabulated`` computes it before them, packed with
     them, and the product's state is the table, NumPy's read-only view of its part of
-    the packed array. Otherwise, up to ``n =`` :data:`RECOMPUTE_UP_TO`, the state is
-    the point (a :class:`_FromPoint`); beyond, ``residual`` evaluates the operator
-    whole, and the state is its pullback.
+    the packed array. Otherwise ``residual`` evaluates the operator whole, keeping the
+    residuals: up to :data:`PACK_RESIDUALS_UP_TO` numbers, ``kept`` returns them
+    packed after the outputs and the state is a :class:`_Kept`; beyond, the state is
+    the pullback. Up to ``n =`` :data:`RECOMPUTE_UP_TO`, where JAX checks for NaN, and
+    where JAX cannot take the function in reverse, the state is the point (a
+    :class:`_FromPoint`).
 
     Args:
         function: The outputs' computation, on JAX arrays.
@@ -562,10 +642,14 @@ class _Compiled:
         residual: For a product operator: the compiled operator, keeping residuals.
         tabulated: For a product operator: the product's table and the outputs, on
             JAX arrays, computed ``forward`` or not (:func:`_tabulated`).
+        whole: For a product operator: the operator, on JAX arrays, which ``kept``
+            packs with its residuals (:func:`_kept`).
     """
 
     __slots__ = (
+        "appliers",
         "function",
+        "kept",
         "packed",
         "plans",
         "product",
@@ -581,12 +665,21 @@ class _Compiled:
         product: Callable[..., Any] | None = None,
         residual: Callable[..., Any] | None = None,
         tabulated: Callable[..., tuple[Any, ...]] | None = None,
+        whole: Callable[..., tuple[Any, ...]] | None = None,
     ) -> None:
         self.function = function
         self.separate = separate
         self.packed = jax.jit(functools.partial(_concatenated, function))
         self.product = product
         self.residual = residual
+        # The packed outputs and residuals, and for each such array's length and
+        # dtype, the compiled product from it as the trace that made it laid it out.
+        self.appliers: dict[tuple[int, np.dtype[Any]], Callable[..., Any]] = {}
+        self.kept = (
+            None
+            if whole is None
+            else jax.jit(functools.partial(_kept, whole, self.appliers))
+        )
         self.tabulated: dict[bool, Callable[..., Any]] = {}  # jitted, by forward
         if tabulated is not None:
             for forward in (False, True):
@@ -598,10 +691,17 @@ class _Compiled:
 
     def _plan(self, x: np.ndarray) -> Plan:
         _check_precision(x)
-        if self.residual is not None and x.shape[0] > RECOMPUTE_UP_TO:
-            return _RESIDUALS
         point = jax.ShapeDtypeStruct(x.shape, x.dtype)  # type: ignore[no-untyped-call]
         shapes = jax.eval_shape(self.function, point)
+        sizes = [int(np.prod(shape.shape)) for shape in shapes]
+        (n,) = x.shape
+        small = bool(self.tabulated) and sizes[0] * n <= TABULATE_UP_TO
+        # Where JAX checks computations for NaN or infinity, residuals may hold
+        # them where the outputs do not (a derivative infinite at x), and the call
+        # would raise: the product is computed from the point instead.
+        keep = self.residual is not None and n > RECOMPUTE_UP_TO and not _checking()
+        if keep and not small:
+            return self._residual_plan(point, shapes, sizes)
         reversible, product_flops = True, None
         trace = getattr(self.product, "trace", None)  # JAX 0.4.31 on
         if trace is not None:
@@ -621,17 +721,41 @@ class _Compiled:
                 # raises it where it is used, unless its table, computed forward,
                 # is small.
                 reversible = False
-        sizes = [int(np.prod(shape.shape)) for shape in shapes]
         if len({shape.dtype for shape in shapes}) > 1:
             return _SEPARATE
         tabulated = self._tabulated(point, sizes[0], product_flops, reversible)
         if tabulated is not None:
-            (n,) = x.shape
             table = (sizes[0] * n, (sizes[0], n))
             return self._layout(tabulated, shapes, sizes, table)
+        if keep and reversible:
+            return self._residual_plan(point, shapes, sizes)
         if len(shapes) == 1 or sum(sizes) > PACK_UP_TO:
             return _SEPARATE  # one output (vjp_and_value's c(x)): nothing to save
         return self._layout(self.packed, shapes, sizes, None)
+
+    def _residual_plan(self, point: Any, shapes: Any, sizes: list[int]) -> Plan:
+        """The plan keeping the product's residuals: packed after the outputs.
+
+        Where the outputs and the residuals are of one dtype and hold at most
+        :data:`PACK_RESIDUALS_UP_TO` numbers, one compiled call returns them all in
+        one array, and the product's state is that JAX array; otherwise the
+        residuals are returned as JAX returns them (:data:`_RESIDUALS`). Where JAX
+        cannot take ``func`` in reverse (a ``while_loop``), the outputs are returned
+        alone, and the product raises that error where it is applied.
+        """
+        try:
+            whole = jax.eval_shape(self.residual, point)  # type: ignore[arg-type]
+        except Exception:
+            if len(shapes) == 1 or sum(sizes) > PACK_UP_TO:
+                return _SEPARATE
+            return self._layout(self.packed, shapes, sizes, None)
+        leaves = jax.tree_util.tree_leaves(whole[0])
+        dtypes = {leaf.dtype for leaf in leaves} | {shape.dtype for shape in shapes}
+        total = sum(sizes) + sum(int(np.prod(leaf.shape)) for leaf in leaves)
+        if self.kept is None or len(dtypes) > 1 or total > PACK_RESIDUALS_UP_TO:
+            return _RESIDUALS
+        function, _, places, _, _ = self._layout(self.kept, shapes, sizes, None)
+        return function, total, places, None, True
 
     def _tabulated(
         self,
@@ -658,7 +782,7 @@ class _Compiled:
         (n,) = point.shape
         if not self.tabulated or below * n > TABULATE_UP_TO:
             return None
-        if jax.config.jax_debug_nans or jax.config.jax_debug_infs:  # type: ignore[attr-defined]
+        if _checking():
             return None
         tabulated = self.tabulated[below >= n]
         try:
@@ -696,7 +820,7 @@ class _Compiled:
                 reshaped = shape.shape if shape.ndim > 1 else None
                 places.append((slice(start, start + size), reshaped))
             start += size
-        return function, start, tuple(places), table
+        return function, start, tuple(places), table, False
 
     def __call__(self, x: np.ndarray) -> tuple[Any, ...]:
         # The per-call path: every step inline, one compiled call.
@@ -705,10 +829,11 @@ class _Compiled:
             plan = self.plans[key]
         except KeyError:
             plan = self.plans[key] = self._plan(x)
-        table = None
+        table, kept = None, False
         if type(plan) is tuple:
-            function, length, places, table = plan
-            packed = np.asarray(function(x))  # JAX's, read-only
+            function, length, places, table, kept = plan
+            result = function(x)
+            packed = np.asarray(result)  # JAX's, read-only
             if packed.shape[0] != length:
                 # Traced again since the plan was made (jax.clear_caches()), from
                 # data that changed the outputs' shapes: planned again, from them.
@@ -724,6 +849,8 @@ class _Compiled:
             return outputs
         if table is not None:
             return (packed[: table[0]].reshape(table[1]), *outputs)
+        if kept:
+            return (_Kept(self.appliers[length, packed.dtype], result), *outputs)
         return (_FromPoint(self.product, x), *outputs)
 
 
@@ -779,11 +906,12 @@ class _CompiledDerivativeFunction(DerivativeFunction):
             return super().__call__(x)
         if self._product:
             x = x.copy()  # the point the product is bound to
-        table = None
+        table, kept = None, False
         try:
             if type(plan) is tuple:
-                function, length, places, table = plan
-                packed = np.asarray(function(x))  # JAX's, read-only
+                function, length, places, table, kept = plan
+                result = function(x)
+                packed = np.asarray(result)  # JAX's, read-only
                 if packed.shape[0] != length:  # traced again: see _Compiled
                     return super().__call__(x)
                 outputs = _unpacked(packed, places)
@@ -793,9 +921,11 @@ class _CompiledDerivativeFunction(DerivativeFunction):
             self._raise_explained(error)
         if compiled.product is None:
             return outputs
-        state: np.ndarray | _FromPoint
+        state: np.ndarray | _Kept | _FromPoint
         if table is not None:
             state = packed[: table[0]].reshape(table[1])
+        elif kept:
+            state = _Kept(compiled.appliers[length, packed.dtype], result)
         else:
             state = _FromPoint(compiled.product, x)
         return (BoundProduct(self, x, state, outputs[0]), *outputs)
@@ -819,8 +949,8 @@ to evaluate, and to differentiate for the product."""
 def _compiled(function: FrameworkDerivative, call: Callable[..., Any]) -> _Compiled:
     """The compiled evaluation of ``function`` (``call``, compiled whole).
 
-    Its product, if it has one, tabulated or recomputed from the point where that
-    is faster.
+    Its product, if it has one, tabulated where that is small and cheap, and
+    otherwise from the residuals kept.
     """
     if function.transform not in _OUTPUTS_AFTER_PRODUCT:
         return _Compiled(function, call)
@@ -835,6 +965,7 @@ def _compiled(function: FrameworkDerivative, call: Callable[..., Any]) -> _Compi
         ),
         call,
         functools.partial(_tabulated, differentiated, func, operator),
+        function,
     )
 
 
@@ -903,7 +1034,7 @@ def _pulled_back_in_mode(
 
 
 def _apply_compiled(state: Any, argument: Any) -> np.ndarray:
-    """A compiled product, in NumPy: by its table, from its point, or by the pullback.
+    """A compiled product, in NumPy: by its table, from the residuals, or its point.
 
     ``argument`` is a C-ordered array of the shape of the output after the product
     (:class:`~diffops.BoundProduct` sees to it), so raveling it copies nothing; the
@@ -913,6 +1044,8 @@ def _apply_compiled(state: Any, argument: Any) -> np.ndarray:
     kind = type(state)
     if kind is np.ndarray:
         return argument.reshape(-1) @ state  # type: ignore[no-any-return]
+    if kind is _Kept:
+        return _owned(_pulled_back_in_mode(state.apply, state.packed, argument))
     if kind is _FromPoint:
         product = _owned(state.product(state.x, argument))
         if product.dtype is not argument.dtype:
