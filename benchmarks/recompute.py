@@ -43,7 +43,7 @@ from diffops.namespaces import array_namespace
 
 WAYS = {
     "kept": {},
-    "residuals": {"PACK_RESIDUALS_UP_TO": 0},
+    "residuals": {"PACK_RESIDUALS_UP_TO": -1},
     "point": {"RECOMPUTE_UP_TO": 10**9},
 }
 """Each way, and the thresholds that force it (with no table)."""

@@ -96,7 +96,7 @@ STRATEGIES = {
     "table": {"TABULATE_UP_TO": 10**6, "TABULATE_FLOPS": 10**12},
     "point": {"TABULATE_UP_TO": 0, "RECOMPUTE_UP_TO": 10**6},
     "kept": {"TABULATE_UP_TO": 0},
-    "residuals": {"TABULATE_UP_TO": 0, "PACK_RESIDUALS_UP_TO": 0},
+    "residuals": {"TABULATE_UP_TO": 0, "PACK_RESIDUALS_UP_TO": -1},
 }
 """The thresholds that make each ``jax`` product strategy the one taken."""
 
@@ -709,15 +709,24 @@ def test_jax_packs_small_outputs_only_and_each_size_its_own_way():
 
 
 @pytest.mark.parametrize("pack_up_to", [10_000, 0], ids=["packed", "separate"])
-@pytest.mark.parametrize("operator", ["jacobian_and_value", "vjp_and_value"])
+@pytest.mark.parametrize(
+    "operator", ["jacobian_and_value", "vjp_and_value", "vjp_and_value kept"]
+)
 def test_jax_outputs_whose_shape_data_changed_are_planned_again(
     operator, pack_up_to, monkeypatch
 ):
-    """After jax.clear_caches(), JAX traces again, reading the data as they are."""
+    """After jax.clear_caches(), JAX traces again, reading the data as they are.
+
+    A product that keeps the residuals then takes them apart as the new trace
+    packed them.
+    """
     jax_backend = backend_module("jax")
     import jax
 
     monkeypatch.setattr(jax_backend, "PACK_UP_TO", pack_up_to)
+    operator, _, kept = operator.partition(" ")
+    if kept:
+        monkeypatch.setattr(jax_backend, "TABULATE_UP_TO", 0)
     data = {"weights": np.array([1.0, 2.0])}
 
     def c(x):  # one residual per weight: c = x₀ w + x₁², J = [w, 2 x₁]
@@ -735,6 +744,7 @@ def test_jax_outputs_whose_shape_data_changed_are_planned_again(
         jacobian = np.stack([weights, np.full(3, 6.0)], axis=1)
         np.testing.assert_allclose(outputs[0], jacobian, **TOLERANCE)
     else:
+        assert strategy(outputs[0]) == ("kept" if kept else "table")
         u = np.array([1.0, -1.0, 2.0])
         expected = [u @ weights, 6 * u.sum()]  # u @ J
         np.testing.assert_allclose(outputs[0](u), expected, **TOLERANCE)

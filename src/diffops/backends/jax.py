@@ -12,7 +12,7 @@ small and cheap, the call computes that matrix, its table, with the outputs, and
 product is a matrix-vector product in NumPy: see :data:`TABULATE_UP_TO`. Otherwise its
 state is the pullback of :func:`jax.vjp` at ``x``, whose leaves are the residuals of
 the evaluation, so that ``mtp(M)`` is one backward pass; compiled, where they are few
-the call returns them packed after the outputs in one array (``_Kept``, see
+the call returns them packed in one array besides the outputs (``_Kept``, see
 :data:`PACK_RESIDUALS_UP_TO`). A product can also be computed from the point ``x``
 alone (``_FromPoint``): the evaluation computes only ``H`` (or ``J``, or ``c(x)``),
 and ``mtp(M)`` is the gradient of ``x ↦ ⟨M, H(x)⟩``, computed afresh by a second
@@ -105,28 +105,30 @@ cheap function is faster: raise this to trade that for speed, before a derivativ
 function's first call at a length (its plan is made then). Measured in two runs of
 ``python benchmarks/recompute.py`` on a 2-core x86 machine (the ways in turns), a call
 and one product from the point took, against the kept residuals: for ``mtp`` of a
-chain of bananas, 0.38-0.79 times as long at ``n = 20`` to ``300``; for ``mhp`` of two
-constraints, 0.89-0.96 times at ``n = 100`` to ``1000``; for their ``vjp`` at ``n =
-3000``, 0.91-0.94 times; for layers of ``tanh(W x)`` at ``n = 300``, 0.79-0.89 times.
-A product alone from the point took 0.80-1.15 times as long as from the residuals for
-those cheap functions, and 1.23-1.55 times for the layers (one more forward pass), so
+chain of bananas, 0.52-0.90 times as long at ``n = 20`` to ``300``; for ``mhp`` of two
+constraints, 0.83-1.22 times at ``n = 100`` to ``1000``; for their ``vjp`` at ``n =
+3000``, 0.86-0.98 times; for layers of ``tanh(W x)`` at ``n = 300``, 0.75-0.98 times.
+A product alone from the point took 0.84-1.15 times as long as from the residuals for
+those cheap functions, and 1.14-1.60 times for the layers (one more forward pass), so
 where a call's product is applied several times the residuals gain.
 """
 
 PACK_RESIDUALS_UP_TO = 16384
-"""Most numbers in a compiled product operator's outputs and residuals returned packed.
+"""Most numbers in a compiled product's residuals returned packed in one array.
 
-Where a product is neither tabulated nor recomputed, its state is the residuals of
-the evaluation, the leaves of :func:`jax.vjp`'s pullback (for ``mtp``, 11 arrays of
-up to ``n²`` numbers). Up to this many numbers, the call returns them packed after the
-outputs in one array, and the product is one compiled call on that array; beyond, as
-JAX returns them, a pytree of arrays each compiled call takes apart. Measured in two
+Where a product is neither tabulated nor computed from its point, its state is the
+residuals of the evaluation, the leaves of :func:`jax.vjp`'s pullback (for ``mtp``,
+11 arrays of up to ``n²`` numbers). Up to this many numbers, the call returns them
+packed in one array (and the outputs in another), and the product is one compiled
+call on it; beyond, as JAX returns them, a pytree of arrays each compiled call takes
+apart. Measured in two
 runs of ``python benchmarks/recompute.py`` on a 2-core x86 machine, a call and one
-product packed took 0.73-0.79 times as long as unpacked for ``mhp`` of two constraints
-(``n = 100`` to ``1000``, 1.2 to 4 thousand numbers), 0.75-0.78 times for their
-``vjp`` at ``n = 3000``, 0.57-0.79 times for ``mtp`` at ``n = 20`` and ``30``, and as
-long (0.95-1.05) at ``n = 60`` (14 thousand), where XLA's concatenation of the
-residuals costs what packing saves.
+product packed took 0.37-0.60 times as long as unpacked for ``mtp`` at ``n = 20`` and
+``30`` and 0.82-0.88 times at ``60`` (14 thousand numbers), 0.56-0.88 times for
+``mhp`` of two constraints (``n = 100`` to ``1000``, 1.2 to 4 thousand), and 0.80 for
+their ``vjp`` at ``n = 3000``. With this limit raised (in that script's ``WAYS``), it
+took 1.15 times as long for ``mtp`` at ``n = 100`` (40 thousand) and 1.3-1.7 times at
+``200`` and ``300``: XLA's concatenation of the residuals then costs more than it saves.
 """
 
 PACK_UP_TO = 1024
@@ -487,34 +489,36 @@ def _kept(
     appliers: dict[tuple[int, Any], Callable[..., Any]],
     x: Any,
 ) -> Any:
-    """The product operator at ``x``: its outputs raveled, then its residuals.
+    """The product operator at ``x``: its outputs packed, and its residuals.
 
-    The residuals are the leaves of the pullback :func:`jax.vjp` returns, raveled in
-    its order. Traced, it records in ``appliers`` the compiled product that takes
-    them apart again as this trace laid them out (:func:`_apply_kept`), for the
-    packed array's length and dtype: a trace made again (``jax.clear_caches()``)
-    records it again.
+    Each raveled into one array. The residuals are the leaves of the pullback
+    :func:`jax.vjp` returns, in its order. Two arrays, as NumPy's view of a JAX array
+    (the outputs') makes a later computation that takes that array cost 30-50 µs
+    more (a 2-core x86 machine).
+    Traced, it records in ``appliers`` the compiled product that takes the residuals
+    apart again as this trace laid them out (:func:`_apply_kept`), for their length
+    and dtype: a trace made again (``jax.clear_caches()``) records it again.
     """
     pullback, *outputs = whole(x)
     leaves, treedef = jax.tree_util.tree_flatten(pullback)
-    raveled = [jnp.ravel(array) for array in (*outputs, *leaves)]
-    packed = jnp.concatenate(raveled)
-    start = sum(array.size for array in raveled[: len(outputs)])
+    dtype = outputs[0].dtype
+    residuals = jnp.concatenate(
+        [jnp.zeros(0, dtype)] + [leaf.ravel() for leaf in leaves]
+    )
     shapes = tuple(leaf.shape for leaf in leaves)
-    applier = functools.partial(_apply_kept, treedef, start, shapes)
-    appliers[packed.shape[0], np.dtype(packed.dtype)] = jax.jit(applier)
-    return packed
+    applier = functools.partial(_apply_kept, treedef, shapes)
+    appliers[residuals.shape[0], np.dtype(residuals.dtype)] = jax.jit(applier)
+    return jnp.concatenate([output.ravel() for output in outputs]), residuals
 
 
 def _apply_kept(
-    treedef: Any, start: int, shapes: tuple[tuple[int, ...], ...], packed: Any,
-    argument: Any,
-) -> Any:  # fmt: skip
-    """The product from the residuals packed from ``start`` on, as :func:`_kept`."""
-    leaves = []
+    treedef: Any, shapes: tuple[tuple[int, ...], ...], residuals: Any, argument: Any
+) -> Any:
+    """The product from the ``residuals`` packed as :func:`_kept` packs them."""
+    leaves, start = [], 0
     for shape in shapes:
         size = math.prod(shape)
-        leaves.append(packed[start : start + size].reshape(shape))
+        leaves.append(residuals[start : start + size].reshape(shape))
         start += size
     return _apply_product(jax.tree_util.tree_unflatten(treedef, leaves), argument)
 
@@ -522,16 +526,16 @@ def _apply_kept(
 class _Kept:
     """A product's state that keeps its residuals: a JAX array and the product.
 
-    ``packed`` holds the outputs and the residuals of the evaluation that made them
-    (:func:`_kept`); ``apply`` is the compiled ``(packed, argument) ↦`` product.
+    ``residuals`` are those of the evaluation that made the outputs, packed by
+    :func:`_kept`; ``apply`` is the compiled ``(residuals, argument) ↦`` product.
     Applying it evaluates nothing of the function again.
     """
 
-    __slots__ = ("apply", "packed")
+    __slots__ = ("apply", "residuals")
 
-    def __init__(self, apply: Callable[..., Any], packed: Any) -> None:
+    def __init__(self, apply: Callable[..., Any], residuals: Any) -> None:
         self.apply = apply
-        self.packed = packed
+        self.residuals = residuals
 
 
 class _FromPoint:
@@ -594,8 +598,8 @@ Layout = tuple[
 ]
 """A packed evaluation: the compiled function that returns the packed array, its
 length, the outputs' :data:`Places` in it, for a tabulated product the table's (its
-first ``k`` numbers, and its shape), and whether the product's residuals follow the
-outputs (:class:`_Kept`)."""
+first ``k`` numbers, and its shape), and whether the function returns the product's
+residuals too, packed in a second array (:class:`_Kept`)."""
 
 Plan = Layout | str
 """How a compiled evaluation runs at one length and dtype of ``x``: packed in a
@@ -629,7 +633,7 @@ class _Compiled:
     them, and the product's state is the table, NumPy's read-only view of its part of
     the packed array. Otherwise ``residual`` evaluates the operator whole, keeping the
     residuals: up to :data:`PACK_RESIDUALS_UP_TO` numbers, ``kept`` returns them
-    packed after the outputs and the state is a :class:`_Kept`; beyond, the state is
+    packed in a second array and the state is a :class:`_Kept`; beyond, the state is
     the pullback. Up to ``n =`` :data:`RECOMPUTE_UP_TO`, where JAX checks for NaN, and
     where JAX cannot take the function in reverse, the state is the point (a
     :class:`_FromPoint`).
@@ -734,12 +738,13 @@ class _Compiled:
         return self._layout(self.packed, shapes, sizes, None)
 
     def _residual_plan(self, point: Any, shapes: Any, sizes: list[int]) -> Plan:
-        """The plan keeping the product's residuals: packed after the outputs.
+        """The plan keeping the product's residuals: packed, where they are few.
 
-        Where the outputs and the residuals are of one dtype and hold at most
-        :data:`PACK_RESIDUALS_UP_TO` numbers, one compiled call returns them all in
-        one array, and the product's state is that JAX array; otherwise the
-        residuals are returned as JAX returns them (:data:`_RESIDUALS`). Where JAX
+        Where the outputs and the residuals are of one dtype and the residuals hold
+        at most :data:`PACK_RESIDUALS_UP_TO` numbers, one compiled call returns the
+        outputs packed in one array and the residuals in another, the product's
+        state; otherwise the residuals are returned as JAX returns them
+        (:data:`_RESIDUALS`). Where JAX
         cannot take ``func`` in reverse (a ``while_loop``), the outputs are returned
         alone, and the product raises that error where it is applied.
         """
@@ -751,11 +756,10 @@ class _Compiled:
             return self._layout(self.packed, shapes, sizes, None)
         leaves = jax.tree_util.tree_leaves(whole[0])
         dtypes = {leaf.dtype for leaf in leaves} | {shape.dtype for shape in shapes}
-        total = sum(sizes) + sum(int(np.prod(leaf.shape)) for leaf in leaves)
+        total = sum(int(np.prod(leaf.shape)) for leaf in leaves)
         if self.kept is None or len(dtypes) > 1 or total > PACK_RESIDUALS_UP_TO:
             return _RESIDUALS
-        function, _, places, _, _ = self._layout(self.kept, shapes, sizes, None)
-        return function, total, places, None, True
+        return self._layout(self.kept, shapes, sizes, None, kept=True)
 
     def _tabulated(
         self,
@@ -809,6 +813,7 @@ class _Compiled:
         shapes: tuple[Any, ...],
         sizes: list[int],
         table: tuple[int, tuple[int, int]] | None,
+        kept: bool = False,
     ) -> Layout:
         """The packed plan: the outputs' places after the table, if there is one."""
         places: list[tuple[int | slice, tuple[int, ...] | None]] = []
@@ -820,7 +825,7 @@ class _Compiled:
                 reshaped = shape.shape if shape.ndim > 1 else None
                 places.append((slice(start, start + size), reshaped))
             start += size
-        return function, start, tuple(places), table, False
+        return function, start, tuple(places), table, kept
 
     def __call__(self, x: np.ndarray) -> tuple[Any, ...]:
         # The per-call path: every step inline, one compiled call.
@@ -832,8 +837,10 @@ class _Compiled:
         table, kept = None, False
         if type(plan) is tuple:
             function, length, places, table, kept = plan
-            result = function(x)
-            packed = np.asarray(result)  # JAX's, read-only
+            packed = function(x)
+            if kept:
+                packed, residuals = packed
+            packed = np.asarray(packed)  # JAX's, read-only
             if packed.shape[0] != length:
                 # Traced again since the plan was made (jax.clear_caches()), from
                 # data that changed the outputs' shapes: planned again, from them.
@@ -850,7 +857,8 @@ class _Compiled:
         if table is not None:
             return (packed[: table[0]].reshape(table[1]), *outputs)
         if kept:
-            return (_Kept(self.appliers[length, packed.dtype], result), *outputs)
+            apply = self.appliers[residuals.shape[0], packed.dtype]
+            return (_Kept(apply, residuals), *outputs)
         return (_FromPoint(self.product, x), *outputs)
 
 
@@ -910,8 +918,10 @@ class _CompiledDerivativeFunction(DerivativeFunction):
         try:
             if type(plan) is tuple:
                 function, length, places, table, kept = plan
-                result = function(x)
-                packed = np.asarray(result)  # JAX's, read-only
+                packed = function(x)
+                if kept:
+                    packed, residuals = packed
+                packed = np.asarray(packed)  # JAX's, read-only
                 if packed.shape[0] != length:  # traced again: see _Compiled
                     return super().__call__(x)
                 outputs = _unpacked(packed, places)
@@ -925,7 +935,8 @@ class _CompiledDerivativeFunction(DerivativeFunction):
         if table is not None:
             state = packed[: table[0]].reshape(table[1])
         elif kept:
-            state = _Kept(compiled.appliers[length, packed.dtype], result)
+            apply = compiled.appliers[residuals.shape[0], packed.dtype]
+            state = _Kept(apply, residuals)
         else:
             state = _FromPoint(compiled.product, x)
         return (BoundProduct(self, x, state, outputs[0]), *outputs)
@@ -1045,7 +1056,7 @@ def _apply_compiled(state: Any, argument: Any) -> np.ndarray:
     if kind is np.ndarray:
         return argument.reshape(-1) @ state  # type: ignore[no-any-return]
     if kind is _Kept:
-        return _owned(_pulled_back_in_mode(state.apply, state.packed, argument))
+        return _owned(_pulled_back_in_mode(state.apply, state.residuals, argument))
     if kind is _FromPoint:
         product = _owned(state.product(state.x, argument))
         if product.dtype is not argument.dtype:
