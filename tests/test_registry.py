@@ -8,6 +8,7 @@ import typing
 
 import numpy as np
 import pytest
+from functions import SMOOTH, render
 from helpers import installed, run_python
 
 import diffops
@@ -116,6 +117,25 @@ def test_wrap_function_without_backend_returns_the_function_itself():
 @pytest.mark.parametrize("backend", [installed("autograd"), installed("symnum")])
 def test_wrap_function_without_wrapper_returns_the_function_itself(backend):
     assert wrap_function(square_sum, backend) is square_sum
+
+
+@pytest.mark.parametrize(
+    "backend", [installed("jax"), installed("jax_nojit"), installed("torch")]
+)
+def test_wrap_function_returns_what_a_wrapper_made_as_it_is(backend):
+    # mici's SoftAbs system wraps the Hessian function it made with the backend's
+    # wrapper again: that one already takes and returns NumPy arrays (compiled jax
+    # raised "cannot create weak reference" there).
+    func = render(SMOOTH, backend)
+    derivative = diffops.autodiff_fallback(
+        None, func, "hessian_grad_and_value", "hessian", backend
+    )
+    wrapped = wrap_function(func, backend)
+    assert wrap_function(derivative, backend) is derivative
+    assert wrap_function(wrapped, backend) is wrapped
+    H, _, v = wrap_function(derivative, backend)(SMOOTH.point)
+    np.testing.assert_allclose(H, SMOOTH.hessian(SMOOTH.point), rtol=1e-10)
+    np.testing.assert_allclose(wrapped(SMOOTH.point), v, rtol=1e-12)
 
 
 @pytest.mark.parametrize("backend", [installed("jax"), installed("jax_nojit")])

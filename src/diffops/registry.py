@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from diffops.functions import DerivativeFunction, NumpyReturningFunction
 from diffops.operators import DIFF_OPS
 
 __all__ = [
@@ -251,8 +252,10 @@ def wrap_function(
         backend: Name of the backend. If ``None`` ``function`` is returned unchanged.
 
     Returns:
-        The wrapped function, or ``function`` itself when ``backend`` is ``None`` or
-        the backend has no wrapper.
+        The wrapped function, or ``function`` itself when ``backend`` is ``None``, the
+        backend has no wrapper, or ``function`` is one a wrapper made already (a
+        derivative function ``autodiff_fallback`` made, say, which mici's SoftAbs
+        system wraps again): it takes and returns NumPy arrays already.
 
     Raises:
         ValueError: If ``backend`` is not registered, or has a wrapper and its
@@ -262,7 +265,9 @@ def wrap_function(
         return function
     autodiff_backend = _selected(backend)
     wrapper = autodiff_backend.function_wrapper
-    if wrapper is None:
+    if wrapper is None or isinstance(
+        function, DerivativeFunction | NumpyReturningFunction
+    ):
         return function
     if not autodiff_backend.available:  # its wrapper would fail on the framework
         raise _unavailable(
