@@ -1243,3 +1243,39 @@ def test_applying_a_product_evaluates_nothing_of_the_function_again(
         expected = expected_product(case, x, argument, operator)
         np.testing.assert_allclose(product(argument), expected, **TOLERANCE)
     assert (calls[0] > before) == (way == "point")
+
+
+def test_kept_products_at_lengths_whose_residuals_look_alike_stay_apart(monkeypatch):
+    """A linear function keeps no residuals at any length, and one that reads x[0]
+    alone as many at every length: each length's product takes its own apart."""
+    monkeypatch.setattr(backend_module("jax"), "TABULATE_UP_TO", 0)
+    import jax
+    import jax.numpy as jnp
+
+    def linear(x):  # c = 2x: vjp(u) = 2u
+        return 2.0 * x
+
+    def first(x):  # c = (y, y²) for y = sin applied 3 times to x₀: vjp(u) ∥ e₀
+        y = jax.lax.fori_loop(0, 3, lambda i, y: jnp.sin(y), x[0])
+        return jnp.stack([y, y * y])
+
+    def dy(x0):  # ∂y/∂x₀ by the chain rule
+        y, slope = x0, 1.0
+        for _ in range(3):
+            y, slope = np.sin(y), slope * np.cos(y)
+        return y, slope
+
+    linear_vjp = derivative("jax", "vjp_and_value", linear)
+    first_vjp = derivative("jax", "vjp_and_value", first)
+    for n in (3, 5, 3, 5):
+        x = np.linspace(0.1, 0.5, n)
+        vjp = linear_vjp(x)[0]
+        assert strategy(vjp) == "kept"
+        u = np.arange(1.0, n + 1)
+        np.testing.assert_allclose(vjp(u), 2 * u, **TOLERANCE)
+        vjp = first_vjp(x)[0]
+        assert strategy(vjp) == "kept"
+        y, slope = dy(x[0])
+        expected = np.zeros(n)
+        expected[0] = (1.0 + 2 * y * 0.5) * slope  # u = (1, 0.5)
+        np.testing.assert_allclose(vjp(np.array([1.0, 0.5])), expected, **TOLERANCE)

@@ -486,7 +486,7 @@ def _checking() -> bool:
 
 def _kept(
     whole: Callable[..., tuple[Any, ...]],
-    appliers: dict[tuple[int, Any], Callable[..., Any]],
+    appliers: dict[tuple[int, int, Any], Callable[..., Any]],
     x: Any,
 ) -> Any:
     """The product operator at ``x``: its outputs packed, and its residuals.
@@ -496,8 +496,10 @@ def _kept(
     (the outputs') makes a later computation that takes that array cost 30-50 µs
     more (a 2-core x86 machine).
     Traced, it records in ``appliers`` the compiled product that takes the residuals
-    apart again as this trace laid them out (:func:`_apply_kept`), for their length
-    and dtype: a trace made again (``jax.clear_caches()``) records it again.
+    apart again as this trace laid them out (:func:`_apply_kept`), for the length of
+    ``x`` and theirs and their dtype (a linear function has none at every length,
+    and a function reading ``x[0]`` alone as many): a trace made again
+    (``jax.clear_caches()``) records it again.
     """
     pullback, *outputs = whole(x)
     leaves, treedef = jax.tree_util.tree_flatten(pullback)
@@ -507,7 +509,8 @@ def _kept(
     )
     shapes = tuple(leaf.shape for leaf in leaves)
     applier = functools.partial(_apply_kept, treedef, shapes)
-    appliers[residuals.shape[0], np.dtype(residuals.dtype)] = jax.jit(applier)
+    key = (x.shape[0], residuals.shape[0], np.dtype(residuals.dtype))
+    appliers[key] = jax.jit(applier)
     return jnp.concatenate([output.ravel() for output in outputs]), residuals
 
 
@@ -678,7 +681,7 @@ class _Compiled:
         self.residual = residual
         # The packed outputs and residuals, and for each such array's length and
         # dtype, the compiled product from it as the trace that made it laid it out.
-        self.appliers: dict[tuple[int, np.dtype[Any]], Callable[..., Any]] = {}
+        self.appliers: dict[tuple[int, int, np.dtype[Any]], Callable[..., Any]] = {}
         self.kept = (
             None
             if whole is None
@@ -857,7 +860,7 @@ class _Compiled:
         if table is not None:
             return (packed[: table[0]].reshape(table[1]), *outputs)
         if kept:
-            apply = self.appliers[residuals.shape[0], packed.dtype]
+            apply = self.appliers[key[0], residuals.shape[0], packed.dtype]
             return (_Kept(apply, residuals), *outputs)
         return (_FromPoint(self.product, x), *outputs)
 
@@ -935,7 +938,7 @@ class _CompiledDerivativeFunction(DerivativeFunction):
         if table is not None:
             state = packed[: table[0]].reshape(table[1])
         elif kept:
-            apply = compiled.appliers[residuals.shape[0], packed.dtype]
+            apply = compiled.appliers[x.shape[0], residuals.shape[0], packed.dtype]
             state = _Kept(apply, residuals)
         else:
             state = _FromPoint(compiled.product, x)
