@@ -1476,3 +1476,109 @@ def test_outputs_that_are_not_real_numbers_fail_saying_what_they_are():
     # A number written as a string is not one.
     text = check_derivatives(f, {"grad_and_value": lambda x: (x, "1.0")}, [1.0, 1.0])
     assert text.failures()[0].note == "expected real numbers, got str of dtype <U3"
+
+
+def test_a_check_along_a_direction_that_cannot_tell_adds_nothing():
+    # √x a step from its domain's edge, a large exp, sin(3x) far out: the nested
+    # differences of f along v cannot tell (or only loosely), and correct
+    # derivatives whose own rows pass still pass.
+    def root(x):
+        return np.sum(np.sqrt(x))
+
+    def root_derivatives(x):
+        return np.diag(-0.25 * x**-1.5), 0.5 / np.sqrt(x), root(x)
+
+    report = check_derivatives(
+        root, {"hessian_grad_and_value": root_derivatives}, [1e-3, 1.0]
+    )
+    assert report.ok, report
+    assert report.comparisons[-1].output == "vᵀHv"
+    elementwise = {  # φ and its first three derivatives: f = Σ φ(x_i)
+        "exp": (np.exp, np.exp, np.exp, np.exp),
+        "sin(3x)": (
+            lambda x: np.sin(3 * x),
+            lambda x: 3 * np.cos(3 * x),
+            lambda x: -9 * np.sin(3 * x),
+            lambda x: -27 * np.cos(3 * x),
+        ),
+    }
+    points = np.random.default_rng(2).standard_normal((2, 4)) * [[20], [100]]
+    for phi, d1, d2, d3 in elementwise.values():
+
+        def f(x, phi=phi):
+            return np.sum(phi(x))
+
+        def mtp_hessian_grad_and_value(x, f=f, d1=d1, d2=d2, d3=d3):
+            third = d3(x)
+            return (lambda M: third * np.diag(M)), np.diag(d2(x)), d1(x), f(x)
+
+        with np.errstate(over="ignore"):
+            report = check_derivatives(
+                f, {"mtp_hessian_grad_and_value": mtp_hessian_grad_and_value}, points
+            )
+        along = [c for c in report.comparisons if c.output.startswith("vᵀ")]
+        assert len(along) == 4
+        assert report.ok, report
+
+
+def test_a_hessian_or_mhp_wrong_by_an_antisymmetric_part_fails():
+    # f = xᵀWx/2 with W not symmetric: g = Wx and H = W, a classic slip (the
+    # truth: (W + Wᵀ)/2), are right at 0 but for H's antisymmetric part, which
+    # no direction shows; nor would a J of Wx and an mhp of M[0] @ W.
+    W = np.array([[1.0, 4.0], [0.0, 1.0]])
+
+    def f(x):
+        return x @ W @ x / 2
+
+    report = check_derivatives(
+        f, {"hessian_grad_and_value": lambda x: (W, W @ x, f(x))}, np.zeros(2)
+    )
+    (failure,) = report.failures()
+    assert failure.output == "vᵀHv"
+    assert "H is not symmetric" in failure.note
+
+    def c(x):
+        return np.array([f(x)])
+
+    def mhp_jacobian_and_value(x):
+        return (lambda M: M[0] @ W), (W @ x)[None, :], c(x)
+
+    report = check_derivatives(
+        c, {"mhp_jacobian_and_value": mhp_jacobian_and_value}, np.zeros(2)
+    )
+    (failure,) = report.failures()
+    assert failure.output == "vᵀmhp(uvᵀ)"
+    assert "not symmetric, as the derivatives it contracts are" in failure.note
+    S = (W + W.T) / 2
+    right = check_derivatives(
+        c,
+        {
+            "mhp_jacobian_and_value": lambda x: (
+                (lambda M: M[0] @ S),
+                (S @ x)[None, :],
+                c(x),
+            )
+        },
+        np.zeros(2),
+    )
+    assert right.ok, right
+
+
+def test_outputs_in_buffers_are_checked_along_a_direction_as_returned():
+    # H and g in buffers the next call rewrites, with a product bound to its point:
+    # the check along v reads H before the check of the product calls again.
+    hessian, grad = np.empty((3, 3)), np.empty(3)
+
+    def f(x):
+        return np.sum(x**4) / 12
+
+    def mtp_hessian_grad_and_value(x):
+        hessian[...] = np.diag(x**2)
+        grad[...] = x**3 / 3
+        point = x.copy()
+        return (lambda M: 2 * point * np.diag(M)), hessian, grad, f(x)
+
+    report = check_derivatives(
+        f, {"mtp_hessian_grad_and_value": mtp_hessian_grad_and_value}, [0.5, -1, 2]
+    )
+    assert report.ok, report

@@ -196,6 +196,8 @@ class DerivativeReport:
         for c in self.comparisons:
             where = "-" if not c.where else str(c.where)
             verdict = "inconclusive" if c.inconclusive else "ok" if c.ok else "FAIL"
+            if c.ok and c.note.startswith(_SKIPPED):
+                verdict = "skipped"
             result = verdict + (f" ({c.note})" if c.note else "")
             lines.append(
                 f"{c.operator:<28}{c.point:>6}  {c.output:<11}{c.max_abs_error:>13.3e}"
@@ -327,6 +329,11 @@ def _along(
 ) -> _Differenced:
     """The ``order``-th derivative of ``t ↦ func(x + t·direction)`` at 0, differenced.
 
+    The direction is not scaled to the coordinates: a step scaled to a large one
+    spans features of ``func`` there (``sin(3x)`` at ``x = 100``) that the
+    differences along one direction, unlike those along each coordinate, cannot
+    then tell from their bound.
+
     ``x + t·direction`` is rounded to ``x``'s precision, which moves the values by up
     to ``ε |first| |x|`` (``first``: ``∂func/∂x`` at ``x``): noise the differences bear.
     """
@@ -336,7 +343,7 @@ def _along(
 
     def values(t: np.ndarray) -> _Differenced:
         # Copied: func may return a buffer of its own that its next call rewrites.
-        return _Differenced(np.array(func(x + t[0] * direction), float), 0.0)
+        return _Differenced(np.array(func(x + (t[0] - 0.5) * direction), float), 0.0)
 
     def differentiated(
         below: Callable[[np.ndarray], _Differenced], step: float, noise: float
@@ -345,7 +352,9 @@ def _along(
             *differenced(_estimate(below), t, step, noise=noise)
         )
 
-    origin = np.zeros(1, direction.dtype)
+    # At t = 1/2 rather than 0: the differences then try smaller steps where the
+    # first cannot tell (a step of 0's scale is taken alone).
+    origin = np.full(1, 0.5, direction.dtype)
     noise = precision.epsilon * _largest(np.abs(first) @ np.abs(x))
     level: Callable[[np.ndarray], _Differenced] = values
     for depth in range(order):
@@ -831,13 +840,7 @@ def check_derivatives(
                     labels, outputs, expected, floors, bounds, strict=False
                 )
             ]
-            if argument is not None and compared[0].ok:
-                other = points[(index + 1) % len(points)]
-                compared[0] = _rebound(
-                    compared[0], function, returned[0], outputs[0], argument, x, other,
-                    precision,
-                )  # fmt: skip
-            for check in along:
+            for check in along:  # before another call rewrites what was returned
                 if check.position < len(returned) and compared[check.position].ok:
                     compared.append(
                         _compare_along(
@@ -845,6 +848,12 @@ def check_derivatives(
                             precision, rtol, atol,
                         )
                     )  # fmt: skip
+            if argument is not None and compared[0].ok:
+                other = points[(index + 1) % len(points)]
+                compared[0] = _rebound(
+                    compared[0], function, returned[0], outputs[0], argument, x, other,
+                    precision,
+                )  # fmt: skip
             comparisons += compared
     return DerivativeReport(tuple(comparisons), reference, rtol, atol, seen)
 
@@ -915,13 +924,10 @@ def _compare_along(
 ) -> Comparison:
     """Your output contracted along a seeded random direction, against ``func``'s.
 
-    The direction is scaled to the coordinates, as the steps are. The scale a
-    contraction is held to is at least the sum of the sizes of its terms, which may
-    cancel.
+    The scale a contraction is held to is at least the sum of the sizes of its
+    terms, which may cancel.
     """
-    direction = (rng.standard_normal(x.size) * np.maximum(1.0, np.abs(x))).astype(
-        x.dtype
-    )
+    direction = rng.standard_normal(x.size).astype(x.dtype)
     weights = None
     if check.rows is not None:
         weights = rng.standard_normal(check.rows).astype(x.dtype)
@@ -930,8 +936,32 @@ def _compare_along(
             rows = direction if weights is None else weights
             applied = np.asarray(output(np.outer(rows, direction)), float)
             actual, terms = direction @ applied, np.abs(direction) @ np.abs(applied)
+            # The derivatives a product contracts are symmetric in the last two
+            # indices, which along v alone cannot show: so, for another direction
+            # w, w·product(rows vᵀ) = v·product(rows wᵀ).
+            other = rng.standard_normal(x.size).astype(x.dtype)
+            crossed = np.asarray(output(np.outer(rows, other)), float)
+            symmetric = _compare(
+                operator, point, check.label, other @ applied, direction @ crossed,
+                rtol, atol, 0.0, scale=float(np.abs(other) @ np.abs(applied)),
+            )  # fmt: skip
+            if not symmetric.ok:
+                note = (
+                    f"not symmetric, as the derivatives it contracts are: for a "
+                    f"direction w, w·{check.label[2:5]}(·vᵀ) is not "
+                    f"v·{check.label[2:5]}(·wᵀ)"
+                )
+                return dataclasses.replace(symmetric, ok=False, note=note)
         else:
             matrix = np.asarray(output, float)
+            # A Hessian is symmetric, and a part of H that is not cannot show
+            # along one direction (an H of W for x ↦ xᵀWx/2, W not symmetric).
+            symmetric = _compare(
+                operator, point, check.label, matrix, matrix.T, rtol, atol, 0.0
+            )
+            if not symmetric.ok:
+                note = "H is not symmetric, as a Hessian is: H - Hᵀ is not 0"
+                return dataclasses.replace(symmetric, ok=False, note=note)
             actual = direction @ matrix @ direction
             terms = np.abs(direction) @ np.abs(matrix) @ np.abs(direction)
     except Exception:
@@ -943,7 +973,25 @@ def _compare_along(
     floor = precision.rounding(check.accuracy)
     if weights is not None:
         floor *= float(np.sum(np.abs(weights)))
-    return _compare(
-        operator, point, check.label, actual, np.asarray(estimate, float), rtol,
-        atol, floor, bound, scale=float(terms),
+    # Within 1 %: nested differences of f alone are less accurate than those the
+    # output's own row rests on (third ones of exp at x = 19 are off by 2e-4
+    # beyond their bound); the row is for what the chain of yours hides.
+    loose = max(rtol, _ALONG), max(atol, _ALONG)
+    compared = _compare(
+        operator, point, check.label, actual, np.asarray(estimate, float), *loose,
+        floor, bound, scale=float(terms),
     )  # fmt: skip
+    if compared.ok or not (compared.inconclusive or not np.isfinite(estimate)):
+        return compared
+    # The output passed its own comparison; differences of f alone, nested, may not
+    # tell where those of yours do (near a domain edge, far from the origin, a large
+    # f, float32): the row then adds nothing.
+    note = f"{_SKIPPED}: {compared.note}"
+    return dataclasses.replace(compared, ok=True, inconclusive=False, note=note)
+
+
+_ALONG = 1e-2
+"""The least relative and absolute tolerance of a check along a direction."""
+
+_SKIPPED = "not checked along v here"
+"""The note of a check along a direction whose differences cannot tell."""
