@@ -1582,3 +1582,31 @@ def test_outputs_in_buffers_are_checked_along_a_direction_as_returned():
         f, {"mtp_hessian_grad_and_value": mtp_hessian_grad_and_value}, [0.5, -1, 2]
     )
     assert report.ok, report
+
+
+@pytest.mark.parametrize("bound", [True, False])
+def test_a_product_writing_each_result_into_one_array_is_checked_as_it_was(bound):
+    # Fast code writes each result into an array of its own: the first result, kept
+    # to compare with the second, must be a copy, or an unbound product passes.
+    third, out = np.empty(3), np.empty(3)
+
+    def f(x):
+        return np.sum(np.sin(x))
+
+    def mtp_hessian_grad_and_value(x):
+        third[:] = -np.cos(x)  # rewritten at each call
+        mine = third.copy() if bound else third
+
+        def mtp(M):
+            return np.multiply(mine, np.diagonal(M), out=out)
+
+        return mtp, np.diag(-np.sin(x)), np.cos(x), f(x)
+
+    points = [[0.3, -0.4, 1.1], [2.0, 0.5, -1.5]]
+    report = check_derivatives(
+        f, {"mtp_hessian_grad_and_value": mtp_hessian_grad_and_value}, points
+    )
+    assert report.ok == bound, report
+    if not bound:
+        assert {c.output for c in report.failures()} == {"mtp(M)"}
+        assert all("not bound to its point" in c.note for c in report.failures())

@@ -571,7 +571,9 @@ def _applied(outputs: Any, argument: Any) -> list[Any]:
     """The outputs, the product (if any) applied to ``argument``."""
     applied = list(outputs) if isinstance(outputs, tuple) else [outputs]
     if argument is not None and applied and callable(applied[0]):
-        applied[0] = applied[0](argument)
+        result = applied[0](argument)
+        # Copied: a product may write each result into the same array of its own.
+        applied[0] = result.copy() if isinstance(result, np.ndarray) else result
     return applied
 
 
@@ -934,7 +936,7 @@ def _compare_along(
     try:
         if check.product:
             rows = direction if weights is None else weights
-            applied = np.asarray(output(np.outer(rows, direction)), float)
+            applied = np.array(output(np.outer(rows, direction)), float)  # a copy
             actual, terms = direction @ applied, np.abs(direction) @ np.abs(applied)
             # The derivatives a product contracts are symmetric in the last two
             # indices, which along v alone cannot show: so, for another direction
