@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from diffops import finite_differences
+from diffops.functions import NumpyReturningFunction
 from diffops.operators import DIFF_OPS, OPERATORS, Operator
 from diffops.registry import REGISTERED_BACKENDS, autodiff_fallback
 from diffops.validation import as_points, real_numbers, shape_of
@@ -537,11 +538,16 @@ def _noting(function: Callable[..., Any], what: str) -> Callable[..., Any]:
 def _unnoted(noted: Callable[..., Any]) -> Callable[..., Any]:
     """The function :func:`_noting` wrapped, for a backend to differentiate.
 
-    That one wrapper only: :func:`inspect.unwrap` would strip the user's own
+    That wrapper, and a backend's function wrapper (``wrap_function(f, "jax")``, as
+    a library holds ``f``), which returns NumPy arrays a framework cannot
+    differentiate, only: :func:`inspect.unwrap` would strip the user's own
     decorators too (a ``functools.wraps`` negation, a ``jax.custom_jvp``), and the
     reference would be the derivative of another function.
     """
-    return noted.__wrapped__  # type: ignore[attr-defined, no-any-return]
+    func = noted.__wrapped__  # type: ignore[attr-defined]
+    while isinstance(func, NumpyReturningFunction):
+        func = func.__wrapped__
+    return func  # type: ignore[no-any-return]
 
 
 def _notes(error: BaseException) -> list[str]:
