@@ -494,19 +494,16 @@ def _kept(
     Each raveled into one array. The residuals are the leaves of the pullback
     :func:`jax.vjp` returns, in its order. Two arrays, as NumPy's view of a JAX array
     (the outputs') makes a later computation that takes that array cost 30-50 µs
-    more (a 2-core x86 machine).
-    Traced, it records in ``appliers`` the compiled product that takes the residuals
-    apart again as this trace laid them out (:func:`_apply_kept`), for the length of
-    ``x`` and theirs and their dtype (a linear function has none at every length,
-    and a function reading ``x[0]`` alone as many): a trace made again
-    (``jax.clear_caches()``) records it again.
+    more (a 2-core x86 machine). Traced, it records in ``appliers`` the compiled
+    product that takes the residuals apart again as this trace laid them out
+    (:func:`_apply_kept`), for the length of ``x`` and theirs and their dtype (a
+    linear function has none at every length, and a function reading ``x[0]`` alone
+    as many): a trace made again (``jax.clear_caches()``) records it again.
     """
     pullback, *outputs = whole(x)
     leaves, treedef = jax.tree_util.tree_flatten(pullback)
-    dtype = outputs[0].dtype
-    residuals = jnp.concatenate(
-        [jnp.zeros(0, dtype)] + [leaf.ravel() for leaf in leaves]
-    )
+    none = jnp.zeros(0, outputs[0].dtype)  # a linear function keeps no residuals
+    residuals = jnp.concatenate([none, *(leaf.ravel() for leaf in leaves)])
     shapes = tuple(leaf.shape for leaf in leaves)
     applier = functools.partial(_apply_kept, treedef, shapes)
     key = (x.shape[0], residuals.shape[0], np.dtype(residuals.dtype))
