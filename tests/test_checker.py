@@ -1620,3 +1620,23 @@ def test_a_product_writing_each_result_into_one_array_is_checked_as_it_was(bound
     if not bound:
         assert {c.output for c in report.failures()} == {"mtp(M)"}
         assert all("not bound to its point" in c.note for c in report.failures())
+
+
+def test_real_numbers_held_as_objects_are_checked_as_numbers():
+    # SymPy's Float, Fraction and Decimal come back in an array of dtype object.
+    from fractions import Fraction
+
+    def f(x):
+        return x @ x / 2
+
+    def grad_and_value(x):
+        exact = [Fraction(entry) for entry in x]  # x exactly, as fractions
+        return np.array(exact, dtype=object), f(x)
+
+    assert check_derivatives(f, {"grad_and_value": grad_and_value}, [0.5, -1.0]).ok
+    wrong = np.array([Fraction(1, 3), None], dtype=object)
+    report = check_derivatives(f, {"grad_and_value": lambda x: wrong}, [0.5, -1.0])
+    assert (
+        report.failures()[0].note
+        == "expected real numbers, got ndarray of dtype object"
+    )

@@ -133,6 +133,12 @@ def test_wrap_function_returns_what_a_wrapper_made_as_it_is(backend):
     wrapped = wrap_function(func, backend)
     assert wrap_function(derivative, backend) is derivative
     assert wrap_function(wrapped, backend) is wrapped
+    vectorized = diffops.vectorize(derivative)
+    assert wrap_function(vectorized, backend) is vectorized
+    mtp = diffops.autodiff_fallback(
+        None, func, "mtp_hessian_grad_and_value", "mtp", backend
+    )(SMOOTH.point)[0]
+    assert wrap_function(mtp, backend) is mtp
     H, _, v = wrap_function(derivative, backend)(SMOOTH.point)
     np.testing.assert_allclose(H, SMOOTH.hessian(SMOOTH.point), rtol=1e-10)
     np.testing.assert_allclose(wrapped(SMOOTH.point), v, rtol=1e-12)

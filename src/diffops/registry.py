@@ -18,8 +18,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from diffops.functions import DerivativeFunction, NumpyReturningFunction
+from diffops.functions import BoundProduct, DerivativeFunction, NumpyReturningFunction
 from diffops.operators import DIFF_OPS
+from diffops.vectorized import BatchedProduct, VectorizedDerivative
+
+_NUMPY_RETURNING = (
+    DerivativeFunction,
+    NumpyReturningFunction,
+    BoundProduct,
+    VectorizedDerivative,
+    BatchedProduct,
+)
+"""What diffops makes that takes and returns NumPy arrays already: a function
+wrapper returns it as it is."""
 
 __all__ = [
     "DIFF_OPS",
@@ -253,9 +264,10 @@ def wrap_function(
 
     Returns:
         The wrapped function, or ``function`` itself when ``backend`` is ``None``, the
-        backend has no wrapper, or ``function`` is one a wrapper made already (a
-        derivative function ``autodiff_fallback`` made, say, which mici's SoftAbs
-        system wraps again): it takes and returns NumPy arrays already.
+        backend has no wrapper, or ``function`` is one diffops made already (a
+        derivative function ``autodiff_fallback`` made, which mici's SoftAbs system
+        wraps again, a product, a vectorized function): it takes and returns NumPy
+        arrays already.
 
     Raises:
         ValueError: If ``backend`` is not registered, or has a wrapper and its
@@ -265,9 +277,7 @@ def wrap_function(
         return function
     autodiff_backend = _selected(backend)
     wrapper = autodiff_backend.function_wrapper
-    if wrapper is None or isinstance(
-        function, DerivativeFunction | NumpyReturningFunction
-    ):
+    if wrapper is None or isinstance(function, _NUMPY_RETURNING):
         return function
     if not autodiff_backend.available:  # its wrapper would fail on the framework
         raise _unavailable(

@@ -477,7 +477,8 @@ def real_numbers(value: Any) -> tuple[np.ndarray | None, str]:
         value: What a user's function returned.
 
     Returns:
-        The array, or ``None`` where it is not real numbers; with its type, and its
+        The array (of floats, where NumPy holds the numbers as objects, as
+        SymPy's), or ``None`` where it is not real numbers; with its type, and its
         dtype where that is wrong (a string, ``None``, complex numbers) or, where
         NumPy cannot make an array of it, why (a ragged list; a torch tensor that
         records a graph, in PyTorch's words).
@@ -487,6 +488,13 @@ def real_numbers(value: Any) -> tuple[np.ndarray | None, str]:
         array = np.array(np.asarray(value))  # NumPy 2's copy= is not every type's
     except Exception as error:
         return None, kind if isinstance(value, list | tuple) else f"{kind} ({error})"
+    if array.dtype.kind == "O" and not any(
+        entry is None or isinstance(entry, str | bytes) for entry in array.flat
+    ):
+        try:  # numbers NumPy holds as objects (SymPy's Float, Fraction, Decimal)
+            return array.astype(float), kind
+        except (TypeError, ValueError):  # complex numbers, dicts, ...
+            pass
     if array.dtype.kind not in "biuf":
         dtype = str(array.dtype)
         return None, kind if kind == dtype else f"{kind} of dtype {dtype}"
