@@ -1531,6 +1531,31 @@ def test_a_check_along_a_direction_that_cannot_tell_adds_nothing():
         assert report.ok, report
 
 
+@pytest.mark.parametrize("mode", [1e-3, 1e-4])
+def test_a_chain_wrong_at_a_mode_near_a_domains_edge_fails(mode):
+    # f = Σ (x/a - log x) has its mode at x = a, near its domain's edge x > 0. A g
+    # twice too large is 0 there too, and an H twice too large matches its
+    # differences; a direction of entries near 1 steps out of the domain, so the
+    # check along it is made again along the direction scaled to x.
+    def f(x):
+        return np.sum(x / mode - np.log(x))
+
+    def derivatives(scale):
+        def hessian_grad_and_value(x):
+            grad = scale * (1 / mode - 1 / x)
+            return np.diag(scale / x**2), grad, f(x)
+
+        return {"hessian_grad_and_value": hessian_grad_and_value}
+
+    point = np.full(3, mode)
+    report = check_derivatives(f, derivatives(2.0), point)
+    (failure,) = report.failures()
+    assert failure.output == "vᵀHv"
+    right = check_derivatives(f, derivatives(1.0), [point, [mode, 2 * mode, 1.0]])
+    assert right.ok, right
+    assert not any(c.note.startswith("not checked") for c in right.comparisons)
+
+
 def test_a_hessian_or_mhp_wrong_by_an_antisymmetric_part_fails():
     # f = xᵀWx/2 with W not symmetric: g = Wx and H = W, a classic slip (the
     # truth: (W + Wᵀ)/2), are right at 0 but for H's antisymmetric part, which
