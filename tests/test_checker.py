@@ -1556,6 +1556,87 @@ def test_a_chain_wrong_at_a_mode_near_a_domains_edge_fails(mode):
     assert not any(c.note.startswith("not checked") for c in right.comparisons)
 
 
+@pytest.mark.parametrize("scale", [2.0, -1.0], ids=["twice", "negated"])
+def test_a_check_along_a_shorter_direction_holds_the_output_to_its_own_size(scale):
+    # x log x at its mode 1e-3, √x at 1e-8 and log(x - 1) at 1.003: the direction
+    # is scaled down to stay in the domain, and its contraction is then far below
+    # 1, to which the first form held it: every wrong chain passed.
+    cases = {
+        "entropy": (
+            lambda x: np.sum(x * np.log(x) - (np.log(1e-3) + 1) * x),
+            lambda x: (np.log(x) - np.log(1e-3), 1 / x, -1 / x**2),
+            np.full(3, 1e-3),
+        ),
+        "root": (
+            lambda x: np.sum(x / 1e-4 - 2 * np.sqrt(x)),
+            lambda x: (1e4 - x**-0.5, 0.5 * x**-1.5, -0.75 * x**-2.5),
+            np.full(3, 1e-8),
+        ),
+        "shifted edge": (
+            lambda x: np.sum(x / 3e-3 - np.log(x - 1)),
+            lambda x: (1 / 3e-3 - 1 / (x - 1), (x - 1) ** -2.0, -2 * (x - 1) ** -3.0),
+            np.full(3, 1.003),
+        ),
+    }
+    for name, (f, derivatives, point) in cases.items():
+
+        def mtp_hessian_grad_and_value(x, f=f, derivatives=derivatives, s=1.0):
+            grad, second, third = derivatives(x)
+            product = lambda M: s * third * np.diagonal(M)  # noqa: E731
+            return product, s * np.diag(second), s * grad, f(x)
+
+        wrong = functools.partial(mtp_hessian_grad_and_value, s=scale)
+        report = check_derivatives(f, {"mtp_hessian_grad_and_value": wrong}, point)
+        assert "vᵀHv" in [c.output for c in report.failures()], name
+        report = check_derivatives(
+            f, {"mtp_hessian_grad_and_value": mtp_hessian_grad_and_value}, point
+        )
+        assert report.ok, (name, report)
+
+
+@pytest.mark.parametrize(
+    "point", [[-1e-3, -1e-4, -2e-3], [1e-6, 1e-5, 3e-6]], ids=["negative", "tiny"]
+)
+def test_derivatives_of_a_function_finite_past_a_pole_pass_along_a_direction(point):
+    # 1/x is finite beyond its pole, so differences along a direction of entries
+    # near 1 span it and agree on a wrong value: a direction scaled down clears it.
+    def f(x):
+        return np.sum(1 / x)
+
+    def mtp_hessian_grad_and_value(x, s=1.0):
+        third = -6 / x**4
+        return (
+            (lambda M: s * third * np.diagonal(M)),
+            np.diag(s * 2 / x**3),
+            -s / x**2,
+            f(x),
+        )
+
+    operator = "mtp_hessian_grad_and_value"
+    right = check_derivatives(f, {operator: mtp_hessian_grad_and_value}, point)
+    assert right.ok, right
+    wrong = functools.partial(mtp_hessian_grad_and_value, s=2.0)
+    assert not check_derivatives(f, {operator: wrong}, point).ok
+
+
+def test_derivatives_finite_past_the_edge_of_the_domain_are_not_differenced_there():
+    # g = -1/(1 - x) of log(1 - x) is finite beyond x = 1, where f is not: H,
+    # differenced from it a step across the edge, failed a correct H confidently.
+    def f(x):
+        return np.log(1 - x[0]) - np.log(x[1])
+
+    def hessian_grad_and_value(x):
+        grad = np.array([-1 / (1 - x[0]), -1 / x[1]])
+        return np.diag([-1 / (1 - x[0]) ** 2, 1 / x[1] ** 2]), grad, f(x)
+
+    with np.errstate(divide="ignore", invalid="ignore"):  # past the edge
+        report = check_derivatives(
+            f, {"hessian_grad_and_value": hessian_grad_and_value}, [0.9999, 1e-5]
+        )
+    (hessian,) = [c for c in report.comparisons if c.output == "H"]
+    assert hessian.note.startswith("the reference is not finite"), hessian
+
+
 def test_a_hessian_or_mhp_wrong_by_an_antisymmetric_part_fails():
     # f = xᵀWx/2 with W not symmetric: g = Wx and H = W, a classic slip (the
     # truth: (W + Wᵀ)/2), are right at 0 but for H's antisymmetric part, which

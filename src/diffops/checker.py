@@ -233,12 +233,16 @@ def _as_tuple(outputs: Any) -> tuple[Any, ...]:
 
 
 def _yours(
-    derivative: Callable[..., Any], operator: Operator, x: np.ndarray, m: int
+    derivative: Callable[..., Any],
+    operator: Operator,
+    x: np.ndarray,
+    m: int,
+    func: Callable[[np.ndarray], Any],
 ) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """The outputs of your function below its highest that can be differenced.
 
     ``g``, ``H`` and ``J`` as functions of ``x``, where your function returns them, in
-    the shape they should have.
+    the shape they should have; NaN where ``func`` is not finite (:func:`_output_at`).
     """
     returned = _as_tuple(derivative(x.copy()))
     shapes = {"g": (x.size,), "H": (x.size, x.size), "J": (m, x.size)}
@@ -247,13 +251,29 @@ def _yours(
         if name in shapes and shape_of(returned[index]) == shapes[name]:
             if isinstance(_as_real(returned[index]), str):
                 continue  # it fails its own comparison, saying why
-            yours[name] = functools.partial(_output_at, derivative, index)
+            yours[name] = functools.partial(_output_at, derivative, index, func)
     return yours
 
 
-def _output_at(derivative: Callable[..., Any], index: int, y: np.ndarray) -> Any:
-    # Copied, as func's values are (_finite_difference_outputs).
-    return np.array(_as_tuple(derivative(y.copy()))[index], float)
+def _output_at(
+    derivative: Callable[..., Any],
+    index: int,
+    func: Callable[[np.ndarray], Any],
+    y: np.ndarray,
+) -> Any:
+    """Your output at ``y``, a copy; NaN where ``func`` is not finite there.
+
+    Past the edge of ``func``'s domain your derivatives may still be finite (``-1/(1
+    - x)`` for ``log(1 - x)`` beyond ``x = 1``), and a step there would difference
+    them as if ``func`` were defined: NaN, as ``func`` is, has smaller steps tried.
+    Copied, as ``func``'s values are (:func:`_finite_difference_outputs`).
+    """
+    output = np.array(_as_tuple(derivative(y.copy()))[index], float)
+    try:
+        defined = bool(np.all(np.isfinite(np.asarray(func(y.copy()), float))))
+    except finite_differences.OUTSIDE:
+        defined = False
+    return output if defined else np.full(output.shape, np.nan)
 
 
 class _Differenced(NamedTuple):
@@ -391,7 +411,7 @@ def _finite_difference_outputs(
         return _Differenced(*differenced(_estimate(value), y, steps[0]))
 
     f = value(x).estimate
-    yours = _yours(derivative, operator, x, int(np.size(f)))
+    yours = _yours(derivative, operator, x, int(np.size(f)), func)
 
     @functools.cache
     def noise() -> float:  # the differenced g's error, which differences of it bear
@@ -598,11 +618,12 @@ def _compare(
     floor: float,
     bound: Any = 0.0,
     scale: float = 0.0,
+    least: float = 1.0,
 ) -> Comparison:
     """``actual`` against ``expected``, within the tolerances and allowances.
 
     ``scale``: what ``atol`` is relative to, where more than the largest entry of
-    ``expected`` (and 1).
+    ``expected`` (and ``least``).
     """
     actual = _as_real(actual)
     if isinstance(actual, str):
@@ -614,7 +635,7 @@ def _compare(
     # At least 1: an output that vanishes at this point (H where f is linear in a
     # direction) is not held to its own size, which the differences cannot tell.
     with np.errstate(invalid="ignore"):
-        scale = max(1.0, _largest(expected), scale)
+        scale = max(least, _largest(expected), scale)
         tolerance = atol * scale + rtol * np.abs(expected)
         relative = error / np.maximum(np.abs(expected), atol * scale)
         excess = np.where(np.isnan(error), np.inf, error - tolerance - floor)
@@ -934,27 +955,45 @@ def _compare_along(
     """Your output contracted along a seeded random direction, against ``func``'s.
 
     Where the differences of ``func`` along it cannot tell, it is checked again along
-    the direction scaled down to the coordinates under 1 in size (``v_i |x_i|``): a
-    step of 1 leaves a domain whose edge is near the point (``log x`` at a mode
-    ``x = 10⁻³``), and a wrong ``H`` made to match a ``g`` right at that mode would
-    pass unchecked. The scale a contraction is held to is at least the sum of the
-    sizes of its terms, which may cancel.
+    the direction scaled down: to the coordinates under 1 in size (``v_i |x_i|``),
+    since a step of 1 leaves a domain whose edge is near the point (``log x`` at a
+    mode ``x = 10⁻³``); then by a number, ``10⁻²``, ``10⁻⁴``, the least such
+    coordinate's size and a hundredth of it (an edge elsewhere, ``log(x - 1)`` at ``x
+    = 1.003``). Each is held to the sum of the sizes of its terms (which may cancel),
+    whatever their scale. A direction scaled by a number scales your contraction and
+    the true one alike, so one that passes clears a failure along a longer one,
+    whose differences spanned more than the derivatives' own change (a pole: ``1/x``
+    at ``x = -10⁻³``, finite beyond it); otherwise the first failure, or where none
+    tells, the first skip, is the row.
     """
     direction = rng.standard_normal(x.size).astype(x.dtype)
     weights = None
     if check.rows is not None:
         weights = rng.standard_normal(check.rows).astype(x.dtype)
     args = (operator, point, check, output, rng, precision, rtol, atol, weights)
-    compared = _compared_along(direction, *args)
-    if not compared.note.startswith(_SKIPPED):
-        return compared
     size = np.abs(x)
     near = (size > 0) & (size < 1)
-    if not np.any(near):
-        return compared
-    scaled = np.where(near, direction * size, direction).astype(x.dtype)
-    again = _compared_along(scaled, *args)
-    return compared if again.note.startswith(_SKIPPED) else again
+    factors = {1e-2, 1e-4}
+    # Each direction, and whether it is the first one scaled by a number.
+    directions = [(direction, True)]
+    if np.any(near):
+        directions.append((np.where(near, direction * size, direction), False))
+        least = float(np.min(size[near]))
+        factors |= {least, least * 1e-2}
+    directions += [(direction * factor, True) for factor in sorted(factors)[::-1]]
+    row: Comparison | None = None
+    for along, uniform in directions:
+        failed = row is not None and not row.ok
+        if failed and not uniform:
+            continue
+        compared = _compared_along(along.astype(x.dtype), *args)
+        skipped = compared.note.startswith(_SKIPPED)
+        if compared.ok and not skipped:
+            return compared
+        if row is None or (not failed and not skipped):
+            row = compared
+    assert row is not None
+    return row
 
 
 def _compared_along(
@@ -1018,7 +1057,7 @@ def _compared_along(
     loose = max(rtol, _ALONG), max(atol, _ALONG)
     compared = _compare(
         operator, point, check.label, actual, np.asarray(estimate, float), *loose,
-        floor, bound, scale=float(terms),
+        floor, bound, scale=float(terms), least=0.0,
     )  # fmt: skip
     if compared.ok or not (compared.inconclusive or not np.isfinite(estimate)):
         return compared

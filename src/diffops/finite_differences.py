@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["DEFAULT_STEP", "jacobian", "jacobian_and_bound"]
+__all__ = ["DEFAULT_STEP", "OUTSIDE", "jacobian", "jacobian_and_bound"]
 
 DEFAULT_STEP = 1e-3
 """Relative step for differencing a function computed to machine precision."""
@@ -90,11 +90,13 @@ differenced twice at ``x = 13.6``: the scaled step's error 158 under a bound of
 scaled step is kept."""
 
 
-_OUTSIDE = (ArithmeticError, ValueError)
+OUTSIDE = (ArithmeticError, ValueError)
 """What a function may raise a step out of its domain, where NumPy's would return
 NaN or inf: ``math.sqrt`` and ``math.log`` of a negative number (``ValueError``),
 ``1 / 0`` (``ZeroDivisionError``), ``math.exp`` of a large one (``OverflowError``),
-NumPy under ``np.errstate(all="raise")`` (``FloatingPointError``)."""
+NumPy under ``np.errstate(all="raise")`` (``FloatingPointError``). Raised at a step
+from the point, it is taken as NaN there, so that smaller steps are tried; at the
+point itself, it is raised."""
 
 
 class _Estimate(NamedTuple):
@@ -293,7 +295,7 @@ def _extrapolated(
         try:
             # Copied: func may return a buffer of its own that its next call rewrites.
             ahead, behind = np.array(func(forward)), np.array(func(backward))
-        except _OUTSIDE:
+        except OUTSIDE:
             # A step out of func's domain, where it raises (math.sqrt, 1 / 0) as
             # NumPy returns NaN: taken as NaN, so that smaller steps are tried. At x
             # itself, it raises.
