@@ -1619,6 +1619,50 @@ def test_derivatives_of_a_function_finite_past_a_pole_pass_along_a_direction(poi
     assert not check_derivatives(f, {operator: wrong}, point).ok
 
 
+def test_a_failure_along_the_direction_scaled_to_x_is_not_cleared():
+    # A wrong H11 beside log's edge: the row cannot tell along v, fails along v
+    # scaled to x, and along v scaled by 10⁻², where H00 = 10⁶ swamps 1 % of the
+    # terms, passed, which cleared that failure.
+    def f(x):
+        return x[0] / 1e-3 - np.log(x[0]) + (x[1] - 1) ** 2 / 2
+
+    def hessian_grad_and_value(x, wrong=10.0):
+        grad = np.array([1 / 1e-3 - 1 / x[0], wrong * (x[1] - 1)])
+        return np.diag([1 / x[0] ** 2, wrong]), grad, f(x)
+
+    report = check_derivatives(
+        f, {"hessian_grad_and_value": hessian_grad_and_value}, [1e-3, 1.0]
+    )
+    assert [c.output for c in report.failures()] == ["vᵀHv"]
+    right = functools.partial(hessian_grad_and_value, wrong=1.0)
+    assert check_derivatives(f, {"hessian_grad_and_value": right}, [1e-3, 1.0]).ok
+
+
+def test_a_direction_that_underflows_or_values_that_do_not_change_tell_nothing():
+    # At x = (0, 1e-200) the shortest direction underflows to 0, so the
+    # contraction and its reference are 0 whatever H is: a wrong H passed.
+    def f(x):
+        return (x[0] ** 2 + x[1] ** 2) / 2
+
+    def wrong(x):
+        return np.diag([10.0, 1.0]), np.array([10 * x[0], x[1]]), f(x)
+
+    report = check_derivatives(f, {"hessian_grad_and_value": wrong}, [0.0, 1e-200])
+    assert [c.output for c in report.failures()] == ["vᵀHv"]
+
+    # A float32 f at float64 points: along a short direction its values do not
+    # change at all, and their differences, exactly 0, failed a correct H.
+    def rounded(x):
+        return float(np.float32(1e-3) * np.sum(x.astype(np.float32) ** 2))
+
+    def right(x):
+        return 2e-3 * np.eye(x.size), 2e-3 * x, rounded(x)
+
+    point = np.random.default_rng(1).standard_normal(4)
+    report = check_derivatives(rounded, {"hessian_grad_and_value": right}, point)
+    assert report.ok, report
+
+
 def test_derivatives_finite_past_the_edge_of_the_domain_are_not_differenced_there():
     # g = -1/(1 - x) of log(1 - x) is finite beyond x = 1, where f is not: H,
     # differenced from it a step across the edge, failed a correct H confidently.

@@ -954,17 +954,22 @@ def _compare_along(
 ) -> Comparison:
     """Your output contracted along a seeded random direction, against ``func``'s.
 
-    Where the differences of ``func`` along it cannot tell, it is checked again along
-    the direction scaled down: to the coordinates under 1 in size (``v_i |x_i|``),
-    since a step of 1 leaves a domain whose edge is near the point (``log x`` at a
-    mode ``x = 10⁻³``); then by a number, ``10⁻²``, ``10⁻⁴``, the least such
-    coordinate's size and a hundredth of it (an edge elsewhere, ``log(x - 1)`` at ``x
-    = 1.003``). Each is held to the sum of the sizes of its terms (which may cancel),
-    whatever their scale. A direction scaled by a number scales your contraction and
-    the true one alike, so one that passes clears a failure along a longer one,
-    whose differences spanned more than the derivatives' own change (a pole: ``1/x``
-    at ``x = -10⁻³``, finite beyond it); otherwise the first failure, or where none
-    tells, the first skip, is the row.
+    Where the differences of ``func`` along it cannot tell (as near an edge of its
+    domain, where they step out of it), it is checked again along the direction
+    scaled down: to the coordinates under 1 in size (``v_i |x_i|``), for an edge
+    near 0 (``log x`` at a mode ``x = 10⁻³``); then by a number, ``10⁻²``, ``10⁻⁴``,
+    the least such coordinate's size and a hundredth of it (an edge elsewhere,
+    ``log(x - 1)`` at ``x = 1.003``). Each is held to the sum of the sizes of its
+    terms (which may cancel), whatever their scale. Along a shorter direction,
+    values that do not change at all (rounded beyond the precision the outputs are
+    in: a float32 ``f`` returned as float64) cannot tell.
+
+    A failure along the direction scaled per coordinate stands: it weighs the
+    coordinates otherwise. One along ``v`` scaled by a number (1 included) may be
+    cleared by a shorter such direction that passes, since a number scales your
+    contraction and the true one alike: the longer differences spanned more than
+    the derivatives' own change (a pole: ``1/x`` at ``x = -10⁻³``, finite beyond
+    it). A symmetry failure stands.
     """
     direction = rng.standard_normal(x.size).astype(x.dtype)
     weights = None
@@ -974,23 +979,24 @@ def _compare_along(
     size = np.abs(x)
     near = (size > 0) & (size < 1)
     factors = {1e-2, 1e-4}
-    # Each direction, and whether it is the first one scaled by a number.
+    # Each direction, and whether it is v scaled by a number.
     directions = [(direction, True)]
     if np.any(near):
         directions.append((np.where(near, direction * size, direction), False))
         least = float(np.min(size[near]))
         factors |= {least, least * 1e-2}
     directions += [(direction * factor, True) for factor in sorted(factors)[::-1]]
-    row: Comparison | None = None
+    row: Comparison | None = None  # the first skip, or the pending failure
     for along, uniform in directions:
-        failed = row is not None and not row.ok
-        if failed and not uniform:
+        failing = row is not None and not row.ok
+        if failing and not uniform:
             continue
-        compared = _compared_along(along.astype(x.dtype), *args)
-        skipped = compared.note.startswith(_SKIPPED)
-        if compared.ok and not skipped:
+        compared, kind = _compared_along(along.astype(x.dtype), row is not None, *args)
+        if kind == "pass":
             return compared
-        if row is None or (not failed and not skipped):
+        if kind == "final" or (kind == "fail" and not uniform):
+            return compared
+        if row is None or (kind == "fail" and not failing):
             row = compared
     assert row is not None
     return row
@@ -998,6 +1004,7 @@ def _compare_along(
 
 def _compared_along(
     direction: np.ndarray,
+    shorter: bool,
     operator: str,
     point: int,
     check: _Along,
@@ -1007,8 +1014,14 @@ def _compared_along(
     rtol: float,
     atol: float,
     weights: np.ndarray | None,
-) -> Comparison:
-    """:func:`_compare_along` along ``direction``; skipped where it cannot tell."""
+) -> tuple[Comparison, str]:
+    """:func:`_compare_along` along ``direction``, and what came of it.
+
+    ``"pass"``, ``"fail"``, ``"final"`` (a failure no other direction clears: not
+    symmetric, or not contracted) or ``"skip"``: the differences cannot tell, or the
+    contraction and its reference are 0 (the direction underflows), or along a
+    ``shorter`` direction than the first their values did not change at all.
+    """
     try:
         if check.product:
             rows = direction if weights is None else weights
@@ -1029,7 +1042,7 @@ def _compared_along(
                     f"direction w, w·{check.label[2:5]}(·vᵀ) is not "
                     f"v·{check.label[2:5]}(·wᵀ)"
                 )
-                return dataclasses.replace(symmetric, ok=False, note=note)
+                return dataclasses.replace(symmetric, ok=False, note=note), "final"
         else:
             matrix = np.asarray(output, float)
             # A Hessian is symmetric, and a part of H that is not cannot show
@@ -1039,14 +1052,15 @@ def _compared_along(
             )
             if not symmetric.ok:
                 note = "H is not symmetric, as a Hessian is: H - Hᵀ is not 0"
-                return dataclasses.replace(symmetric, ok=False, note=note)
+                return dataclasses.replace(symmetric, ok=False, note=note), "final"
             actual = direction @ matrix @ direction
             terms = np.abs(direction) @ np.abs(matrix) @ np.abs(direction)
     except Exception:
-        return Comparison(
+        failed = Comparison(
             operator, point, check.label, np.inf, np.inf, (), False,
             "could not be contracted along a direction",
         )  # fmt: skip
+        return failed, "final"
     estimate, bound = check.reference(direction, weights)
     floor = precision.rounding(check.accuracy)
     if weights is not None:
@@ -1059,13 +1073,19 @@ def _compared_along(
         operator, point, check.label, actual, np.asarray(estimate, float), *loose,
         floor, bound, scale=float(terms), least=0.0,
     )  # fmt: skip
-    if compared.ok or not (compared.inconclusive or not np.isfinite(estimate)):
-        return compared
+    finite = bool(np.isfinite(estimate))
+    # Exactly 0 from values all alike, or where the contraction is 0 too (the
+    # direction underflows): no reference either way.
+    vanishes = finite and estimate == 0 and (terms == 0 or shorter)
+    if not vanishes and (compared.ok or not (compared.inconclusive or not finite)):
+        return compared, "pass" if compared.ok else "fail"
     # The output passed its own comparison; differences of f alone, nested, may not
     # tell where those of yours do (near a domain edge, far from the origin, a large
     # f, float32): the row then adds nothing.
-    note = f"{_SKIPPED}: {compared.note}"
-    return dataclasses.replace(compared, ok=True, inconclusive=False, note=note)
+    reason = compared.note or "the differences are 0: the values did not change"
+    note = f"{_SKIPPED}: {reason}"
+    skipped = dataclasses.replace(compared, ok=True, inconclusive=False, note=note)
+    return skipped, "skip"
 
 
 _ALONG = 1e-2
