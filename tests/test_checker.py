@@ -1663,6 +1663,34 @@ def test_a_direction_that_underflows_or_values_that_do_not_change_tell_nothing()
     assert report.ok, report
 
 
+def test_a_direction_too_short_to_move_a_coordinate_clears_no_failure():
+    # At (10, 1e-12), v scaled by 1e-14 leaves x0 = 10 as it is: differences of f
+    # along it see x1 alone, your contraction both, and a wrong H00 that is 0 passed
+    # there, clearing its failure along v (helper-61). Likewise for an mhp.
+    point = np.array([10.0, 1e-12])
+
+    def f(x):
+        return (x[0] - 10) ** 2 / 2 + x[1] ** 2 / 2
+
+    def forgotten(x):  # the x0 term left out: right at the mode x0 = 10 alone
+        return np.diag([0.0, 1.0]), np.array([0.0, x[1]]), f(x)
+
+    report = check_derivatives(f, {"hessian_grad_and_value": forgotten}, point)
+    assert [c.output for c in report.failures()] == ["vᵀHv"]
+
+    def constraint(x):
+        return np.array([f(x), x[1] ** 2 / 2])
+
+    def mhp_jacobian_and_value(x):
+        jacobian = np.array([[0.0, x[1]], [0.0, x[1]]])
+        return (lambda M: np.array([0.0, M[0, 1] + M[1, 1]])), jacobian, constraint(x)
+
+    report = check_derivatives(
+        constraint, {"mhp_jacobian_and_value": mhp_jacobian_and_value}, point
+    )
+    assert [c.output for c in report.failures()] == ["vᵀmhp(uvᵀ)"]
+
+
 def test_derivatives_finite_past_the_edge_of_the_domain_are_not_differenced_there():
     # g = -1/(1 - x) of log(1 - x) is finite beyond x = 1, where f is not: H,
     # differenced from it a step across the edge, failed a correct H confidently.
