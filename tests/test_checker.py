@@ -1613,10 +1613,11 @@ def test_derivatives_of_a_function_finite_past_a_pole_pass_along_a_direction(poi
         )
 
     operator = "mtp_hessian_grad_and_value"
-    right = check_derivatives(f, {operator: mtp_hessian_grad_and_value}, point)
-    assert right.ok, right
     wrong = functools.partial(mtp_hessian_grad_and_value, s=2.0)
-    assert not check_derivatives(f, {operator: wrong}, point).ok
+    with np.errstate(divide="ignore"):  # a step may land on the pole
+        right = check_derivatives(f, {operator: mtp_hessian_grad_and_value}, point)
+        assert right.ok, right
+        assert not check_derivatives(f, {operator: wrong}, point).ok
 
 
 def test_a_failure_along_the_direction_scaled_to_x_is_not_cleared():
