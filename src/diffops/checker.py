@@ -269,6 +269,8 @@ def _output_at(
     Copied, as ``func``'s values are (:func:`_finite_difference_outputs`).
     """
     output = np.array(_as_tuple(derivative(y.copy()))[index], float)
+    if not np.all(np.isfinite(output)):
+        return output  # taken as NaN anyway, without evaluating func
     try:
         defined = bool(np.all(np.isfinite(np.asarray(func(y.copy()), float))))
     except finite_differences.OUTSIDE:
@@ -632,8 +634,9 @@ def _compare(
         note = f"shape {actual.shape}, expected {expected.shape}"
         return Comparison(operator, point, name, np.inf, np.inf, (), False, note)
     error = np.abs(actual - expected)
-    # At least 1: an output that vanishes at this point (H where f is linear in a
-    # direction) is not held to its own size, which the differences cannot tell.
+    # At least `least`, 1 but for a contraction along a direction: an output that
+    # vanishes at this point (H where f is linear in a direction) is not held to its
+    # own size, which the differences cannot tell.
     with np.errstate(invalid="ignore"):
         scale = max(least, _largest(expected), scale)
         tolerance = atol * scale + rtol * np.abs(expected)
