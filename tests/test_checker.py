@@ -1692,6 +1692,33 @@ def test_a_direction_too_short_to_move_a_coordinate_clears_no_failure():
     assert [c.output for c in report.failures()] == ["vᵀmhp(uvᵀ)"]
 
 
+def test_a_coordinate_a_short_direction_would_not_move_is_left_out_of_it():
+    # x0 = 1e10 beside log's edge at x1 = 1e-3: no shorter direction moves x0, and
+    # dropping each of them left a wrong mhp unchecked (helper-62). With x0 left out
+    # of them, the direction scaled to x checks the rest.
+    point = np.array([1e10, 1e-3, 0.4])
+    k = 1 / point
+
+    def c(x):  # row 0 of J is 0 at the point
+        return np.array([np.sum(np.log(x) - k * x), x[0] * x[1]])
+
+    def mhp_jacobian_and_value(x, s=1.0):
+        jacobian = np.vstack([s * (1 / x - k), [x[1], x[0], 0.0]])
+
+        def mhp(M):
+            return s * M[0] * (-1 / x**2) + np.array([M[1, 1], M[1, 0], 0.0])
+
+        return mhp, jacobian, c(x)
+
+    operator = "mhp_jacobian_and_value"
+    wrong = functools.partial(mhp_jacobian_and_value, s=2.0)
+    with np.errstate(invalid="ignore"):  # steps past log's edge
+        report = check_derivatives(c, {operator: wrong}, point)
+        assert [row.output for row in report.failures()] == ["vᵀmhp(uvᵀ)"]
+        right = check_derivatives(c, {operator: mhp_jacobian_and_value}, point)
+    assert right.ok, right
+
+
 def test_derivatives_finite_past_the_edge_of_the_domain_are_not_differenced_there():
     # g = -1/(1 - x) of log(1 - x) is finite beyond x = 1, where f is not: H,
     # differenced from it a step across the edge, failed a correct H confidently.

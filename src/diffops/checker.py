@@ -965,8 +965,8 @@ def _compare_along(
     ``log(x - 1)`` at ``x = 1.003``). Each is held to the sum of the sizes of its
     terms (which may cancel), whatever their scale. Along a shorter direction,
     values that do not change at all (rounded beyond the precision the outputs are
-    in: a float32 ``f`` returned as float64) cannot tell, and one is not tried where
-    its shortest step would leave a coordinate as it is.
+    in: a float32 ``f`` returned as float64) cannot tell, and a coordinate its
+    shortest step would leave as it is is left out of it (set to 0).
 
     A failure along the direction scaled per coordinate stands: it weighs the
     coordinates otherwise. One along ``v`` scaled by a number (1 included) may be
@@ -994,14 +994,16 @@ def _compare_along(
     shortest = precision.steps[0] * 1e-3
     row: Comparison | None = None  # the first skip, or the pending failure
     for along, uniform in directions:
+        # Coordinates the differences would not move (10 beside 1e-12 along 1e-14
+        # v): they would see the others alone, and your contraction all. Left out of
+        # the direction, it is no longer v scaled by a number.
+        still = np.abs(along) * shortest < precision.epsilon * size
+        if row is not None and np.any(still):
+            if np.all(still):
+                continue
+            along, uniform = np.where(still, 0.0, along), False
         failing = row is not None and not row.ok
         if failing and not uniform:
-            continue
-        if row is not None and np.any(
-            np.abs(along) * shortest < precision.epsilon * size
-        ):
-            # A coordinate the differences would not move (10 beside 1e-12 along
-            # 1e-14 v): they would see the others alone, and your contraction all.
             continue
         compared, kind = _compared_along(along.astype(x.dtype), row is not None, *args)
         if kind == "pass":
