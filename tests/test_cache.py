@@ -432,6 +432,25 @@ def test_clear_and_the_count_leave_other_files_alone(
     assert sorted(path.name for path in directory.iterdir()) == sorted(others)
 
 
+def test_an_entry_removed_while_counted_is_not_counted(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another process may clear the cache between listing it and reading a size."""
+    _check_grad(2.0)
+    _check_grad(3.0)
+    listed = cache._files(directory)
+    gone, kept = _entries(directory)
+
+    def listed_then_removed(place: Path | None) -> list[Path]:
+        gone.unlink(missing_ok=True)
+        return listed
+
+    monkeypatch.setattr(cache, "_files", listed_then_removed)
+    assert cache.summary() == (directory, 1, kept.stat().st_size)
+    assert main(["cache"]) == 0
+    assert "entries   1\n" in capsys.readouterr().out
+
+
 def test_the_cache_command_says_when_the_cache_is_off(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

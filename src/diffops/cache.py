@@ -202,8 +202,12 @@ def summary() -> CacheSummary:
         OSError: Where the cache directory cannot be read.
     """
     directory = cache_directory()
-    files = [file for file in _files(directory) if _ENTRY_NAME.fullmatch(file.name)]
-    return CacheSummary(directory, len(files), sum(f.stat().st_size for f in files))
+    sizes = []
+    for file in _files(directory):
+        if _ENTRY_NAME.fullmatch(file.name):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                sizes.append(file.stat().st_size)
+    return CacheSummary(directory, len(sizes), sum(sizes))
 
 
 def _files(directory: Path | None) -> list[Path]:
