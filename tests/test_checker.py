@@ -1846,3 +1846,38 @@ def test_real_numbers_held_as_objects_are_checked_as_numbers():
         report.failures()[0].note
         == "expected real numbers, got ndarray of dtype object"
     )
+
+
+@pytest.mark.parametrize("soft", [3.0, 0.0], ids=["thrice", "forgotten"])
+@pytest.mark.parametrize(
+    "operator", ["hessian_grad_and_value", "mtp_hessian_grad_and_value"]
+)
+def test_a_wrong_curvature_beside_a_far_larger_one_fails_along_any_direction(
+    operator, soft
+):
+    # f = 500 x0² + (x1 - 1)²/2 at its mode, with H11 = 3 (or 0) where it is 1 and g
+    # to match: g is 0 there either way, and along a random v the error 2 v1² hid
+    # within 1 % of the terms 1000 v0², for most seeds. Along v scaled by 1/√|H_ii|
+    # each coordinate weighs alike.
+    def f(x):
+        return 500 * x[0] ** 2 + (x[1] - 1) ** 2 / 2
+
+    def derivatives(curvature):
+        def hessian_grad_and_value(x):
+            grad = np.array([1e3 * x[0], curvature * (x[1] - 1)])
+            return np.diag([1e3, curvature]), grad, f(x)
+
+        if operator == "hessian_grad_and_value":
+            return {operator: hessian_grad_and_value}
+
+        def mtp_hessian_grad_and_value(x):
+            return (lambda m: np.zeros(2), *hessian_grad_and_value(x))  # f: quadratic
+
+        return {operator: mtp_hessian_grad_and_value}
+
+    point = np.array([0.0, 1.0])
+    for seed in range(8):
+        report = check_derivatives(f, derivatives(soft), point, seed=seed)
+        assert [c.output for c in report.failures()] == ["vᵀHv"], (seed, report)
+        right = check_derivatives(f, derivatives(1.0), point, seed=seed)
+        assert right.ok, (seed, right)

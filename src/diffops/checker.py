@@ -974,6 +974,10 @@ def _compare_along(
     contraction and the true one alike: the longer differences spanned more than
     the derivatives' own change (a pole: ``1/x`` at ``x = -10⁻³``, finite beyond
     it). A symmetry failure stands.
+
+    Where ``vᵀHv`` passes, it is checked once more along a direction of the passing
+    one's signs and scale that weighs each coordinate alike (:func:`_balanced`),
+    where a failure stands.
     """
     direction = rng.standard_normal(x.size).astype(x.dtype)
     weights = None
@@ -1007,13 +1011,42 @@ def _compare_along(
             continue
         compared, kind = _compared_along(along.astype(x.dtype), row is not None, *args)
         if kind == "pass":
-            return compared
+            # Once more along the passing direction's signs, each coordinate alike.
+            scaled = along / np.abs(direction)
+            even = None if check.product else _balanced(scaled, output)
+            if even is None:
+                return compared
+            even = np.where(np.abs(even) * shortest < precision.epsilon * size, 0, even)
+            if not np.any(even):
+                return compared
+            tried, kind = _compared_along(even.astype(x.dtype), True, *args)
+            return tried if kind in ("fail", "final") else compared
         if kind == "final" or (kind == "fail" and not uniform):
             return compared
         if row is None or (kind == "fail" and not failing):
             row = compared
     assert row is not None
     return row
+
+
+def _balanced(scaled: np.ndarray, hessian: Any) -> np.ndarray | None:
+    """A direction that weighs each coordinate alike: ``scaled_i/√|H_ii|``.
+
+    ``scaled`` is the passing direction over ``|v|``: ``v``'s signs, times the scale
+    it was made at, per coordinate. ``H_ii`` is your ``H``'s diagonal, each root at
+    least a ten-thousandth of the largest, relative to the least. So the terms
+    ``w_i H_ii w_i`` are all of one size: along ``v`` itself, a coordinate whose
+    entry is small, or whose curvature is far below another's, hides an error in its
+    own within 1 % of the terms. ``None`` where the diagonal is not finite.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        roots = np.sqrt(np.abs(np.diagonal(np.asarray(hessian, float))))
+    if not np.all(np.isfinite(roots)):
+        return None
+    largest = float(np.max(roots, initial=0.0))
+    roots = np.maximum(roots, largest * 1e-4) if largest > 0 else np.ones_like(roots)
+    balanced: np.ndarray = scaled * (float(np.min(roots)) / roots)
+    return balanced
 
 
 def _compared_along(
