@@ -2021,3 +2021,27 @@ def test_a_pole_a_step_away_beside_a_far_larger_curvature_passes():
     point = [-0.08752280040957344, -0.004197575769956249]
     for seed in range(4):
         assert check_derivatives(f, derivatives, point, seed=seed).ok, seed
+
+
+@pytest.mark.parametrize("x0", [0.63, 1.63])
+def test_a_failure_along_the_even_direction_is_confirmed_only_far_shorter(x0):
+    # Correct derivatives (helper-66): 5e3 (x0 - m)² beside a pseudo-Huber of width
+    # 1e-4 in x1. The even direction's differences span its change and fail; at
+    # x0 = 0.63 the next direction, 0.63 times as long, failed too, and confirmed
+    # it. A direction a hundredth as long passes.
+    mode = x0 - 0.13
+
+    def f(x):
+        return 5e3 * (x[0] - mode) ** 2 + 1e-8 * (
+            np.sqrt(1 + (x[1] - 2) ** 2 / 1e-8) - 1
+        )
+
+    def hessian_grad_and_value(x):
+        root = np.sqrt(1 + (x[1] - 2) ** 2 / 1e-8)
+        grad = np.array([1e4 * (x[0] - mode), (x[1] - 2) / root])
+        return np.diag([1e4, 1 / root**3]), grad, f(x)
+
+    derivatives = {"hessian_grad_and_value": hessian_grad_and_value}
+    for seed in range(4):
+        report = check_derivatives(f, derivatives, [x0, 2 + 5e-5], seed=seed)
+        assert report.ok, (seed, report)

@@ -978,7 +978,7 @@ def _compare_along(
     Where ``vᵀHv`` passes along one, in float64, it is checked again along a
     direction of ``v``'s signs that weighs each coordinate alike (:func:`_balanced`)
     and along it scaled down by the same numbers, each as along ``v``, but that a
-    failure there stands only where a shorter direction fails too.
+    failure there stands only where a direction a hundredth as long fails too.
     """
     direction = rng.standard_normal(x.size).astype(x.dtype)
     weights = None
@@ -1020,12 +1020,14 @@ def _first_telling(
 ) -> Comparison | None:
     """The row along the first of ``directions`` that passes or fails for good.
 
-    Each direction comes with whether it is the first of them scaled by a number,
+    Each direction comes with whether it is the first direction scaled by a number,
     whose failure a shorter such direction that passes clears. ``shorter``: whether
-    the first is shorter than ``v`` itself (as :func:`_compared_along` takes it).
-    ``confirmed``: whether a failure stands only where a shorter direction fails
-    too: differences off beyond their bound (a function that varies faster than
-    they follow, a pole a step away) are off by less the shorter the direction.
+    even the first is taken as shorter than ``v`` (by :func:`_compared_along`, and in
+    leaving out a coordinate it would not move).
+    ``confirmed``: whether a failure stands only where a direction a hundredth as
+    long or shorter fails too: differences off beyond their bound (a function that
+    varies faster than they follow, a pole a step away) are off by less the shorter
+    the direction, which 0.63 times as long may not show.
     Else the pending failure (``None`` where it is not confirmed), or the first
     skip; ``None`` where no direction moves ``x``.
     """
@@ -1033,6 +1035,7 @@ def _first_telling(
     shortest = precision.steps[0] * 1e-3
     size = np.abs(x)
     row: Comparison | None = None  # the first skip, or the pending failure
+    failed_at = np.inf  # the length of the direction the pending failure is along
     for along, uniform in directions:
         # Coordinates the differences would not move (10 beside 1e-12 along 1e-14
         # v): they would see the others alone, and your contraction all. Left out of
@@ -1049,9 +1052,12 @@ def _first_telling(
         compared, kind = _compared_along(along.astype(x.dtype), short, *args)
         if kind == "pass":
             return compared
+        length = float(np.max(np.abs(along)))
         if kind == "fail" and confirmed:
-            if failing:
+            if failing and length <= 1e-2 * failed_at:
                 return row  # confirmed
+            if not failing:
+                failed_at = length
             uniform = True  # pending even where a coordinate was left out
         if kind == "final" or (kind == "fail" and not uniform):
             return compared
