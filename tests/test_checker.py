@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -2045,3 +2046,20 @@ def test_a_failure_along_the_even_direction_is_confirmed_only_far_shorter(x0):
     for seed in range(4):
         report = check_derivatives(f, derivatives, [x0, 2 + 5e-5], seed=seed)
         assert report.ok, (seed, report)
+
+
+def test_a_function_infinite_at_the_point_fails_without_a_warning_of_numpys():
+    # helper-66: f and your v both infinite at a finite point; the comparison's own
+    # inf - inf warned "invalid value encountered in subtract".
+    def f(x):
+        return float(np.inf) if x[0] > 1e10 else float(x @ x)
+
+    def hessian_grad_and_value(x):
+        return 2 * np.eye(2), 2 * x, f(x)
+
+    derivatives = {"hessian_grad_and_value": hessian_grad_and_value}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = check_derivatives(f, derivatives, [1e11, 0.3])
+    assert [c.output for c in report.failures()] == ["H", "g", "v"]
+    assert all("not finite" in c.note for c in report.failures())

@@ -633,11 +633,11 @@ def _compare(
     if actual.shape != expected.shape:
         note = f"shape {actual.shape}, expected {expected.shape}"
         return Comparison(operator, point, name, np.inf, np.inf, (), False, note)
-    error = np.abs(actual - expected)
     # At least `least`, 1 but for a contraction along a direction: an output that
     # vanishes at this point (H where f is linear in a direction) is not held to its
-    # own size, which the differences cannot tell.
+    # own size, which the differences cannot tell. NaN where both are infinite.
     with np.errstate(invalid="ignore"):
+        error = np.abs(actual - expected)
         scale = max(least, _largest(expected), scale)
         tolerance = atol * scale + rtol * np.abs(expected)
         relative = error / np.maximum(np.abs(expected), atol * scale)
