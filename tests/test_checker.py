@@ -2063,3 +2063,52 @@ def test_a_function_infinite_at_the_point_fails_without_a_warning_of_numpys():
         report = check_derivatives(f, derivatives, [1e11, 0.3])
     assert [c.output for c in report.failures()] == ["H", "g", "v"]
     assert all("not finite" in c.note for c in report.failures())
+
+
+@pytest.mark.parametrize("case", [SMOOTH, SEVERAL_OUTPUTS], ids=str)
+def test_func_and_yours_are_evaluated_once_at_each_point_a_check_steps_to(case):
+    # The differences of func, the checks along a direction and the checks of where
+    # func is defined step to many of the same points, and each operator at a point
+    # to all of them: for a function costly to evaluate, each is evaluated once.
+    # func also writes into its argument, as it may: the point is the one passed.
+    seen: dict[bytes, int] = {}
+
+    def func(x):
+        seen[x.tobytes()] = seen.get(x.tobytes(), 0) + 1
+        value = case.value(x)
+        x[:] = np.nan
+        return value
+
+    if case is SMOOTH:
+        right = scalar_derivatives(case)
+
+        def wrong_hessian(x):
+            return 2 * case.hessian(x), case.grad(x), case.value(x)
+
+        wrong = {"hessian_grad_and_value": wrong_hessian}
+    else:
+        right = vector_derivatives(case)
+        wrong = {"jacobian_and_value": lambda x: (-case.jacobian(x), case.value(x))}
+    points = np.stack([case.point, case.point + 0.25])
+    # Your functions too, once at each point but those checked, where they are
+    # called for the outputs compared (and again, to see a product stays bound).
+    called: dict[tuple[str, bytes], int] = {}
+
+    def counted(name, derivative):
+        def counting(x):
+            called[name, x.tobytes()] = called.get((name, x.tobytes()), 0) + 1
+            return derivative(x)
+
+        return counting
+
+    right = {name: counted(name, derivative) for name, derivative in right.items()}
+    assert check_derivatives(func, right, points).ok
+    assert max(seen.values()) == 1
+    checked = {point.tobytes() for point in points}
+    stepped = [count for (_, y), count in called.items() if y not in checked]
+    assert len(stepped) > 2 * case.n
+    assert max(stepped) == 1
+    assert len(seen) > 2 * case.n  # differences at several steps about each point
+    seen.clear()
+    assert not check_derivatives(func, wrong, points).ok
+    assert max(seen.values()) == 1

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -243,32 +244,50 @@ def _yours(
 
     ``g``, ``H`` and ``J`` as functions of ``x``, where your function returns them, in
     the shape they should have; NaN where ``func`` is not finite (:func:`_output_at`).
+    Your function is called once at each point, for all of them (:class:`_Remembered`).
     """
     returned = _as_tuple(derivative(x.copy()))
     shapes = {"g": (x.size,), "H": (x.size, x.size), "J": (m, x.size)}
-    yours: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    indices: dict[str, int] = {}
     for index, name in enumerate(operator.outputs[: len(returned)]):
         if name in shapes and shape_of(returned[index]) == shapes[name]:
             if isinstance(_as_real(returned[index]), str):
                 continue  # it fails its own comparison, saying why
-            yours[name] = functools.partial(_output_at, derivative, index, func)
-    return yours
+            indices[name] = index
+    outputs = _Remembered(
+        functools.partial(_outputs_of, derivative, tuple(indices.values()))
+    )
+    return {
+        name: functools.partial(_output_at, outputs, position, func)
+        for position, name in enumerate(indices)
+    }
+
+
+def _outputs_of(
+    derivative: Callable[..., Any], indices: tuple[int, ...], y: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Your outputs at ``indices`` at ``y``, each copied as a new float array.
+
+    On a copy of ``y``, which your function may write into; copied, as your function
+    may return a buffer of its own that its next call rewrites.
+    """
+    returned = _as_tuple(derivative(y.copy()))
+    return tuple(np.array(returned[index], float) for index in indices)
 
 
 def _output_at(
-    derivative: Callable[..., Any],
-    index: int,
+    outputs: Callable[[np.ndarray], tuple[np.ndarray, ...]],
+    position: int,
     func: Callable[[np.ndarray], Any],
     y: np.ndarray,
 ) -> Any:
-    """Your output at ``y``, a copy; NaN where ``func`` is not finite there.
+    """One of your ``outputs`` at ``y``; NaN where ``func`` is not finite there.
 
     Past the edge of ``func``'s domain your derivatives may still be finite (``-1/(1
     - x)`` for ``log(1 - x)`` beyond ``x = 1``), and a step there would difference
     them as if ``func`` were defined: NaN, as ``func`` is, has smaller steps tried.
-    Copied, as ``func``'s values are (:func:`_finite_difference_outputs`).
     """
-    output = np.array(_as_tuple(derivative(y.copy()))[index], float)
+    output = outputs(y)[position]
     if not np.all(np.isfinite(output)):
         return output  # taken as NaN anyway, without evaluating func
     try:
@@ -558,6 +577,53 @@ def _noting(function: Callable[..., Any], what: str) -> Callable[..., Any]:
     return noted
 
 
+class _Remembered:
+    """``compute``'s arrays at each point, kept, by point, for one check.
+
+    The differences of ``func`` and the checks of where it is defined
+    (:func:`_output_at`) step to many of the same points, and several outputs and
+    operators checked at a point to all of them: each point is evaluated once, which
+    halves the calls of ``func`` for a check of ``g``, ``H`` and ``mtp`` together, and
+    of your ``mtp_hessian_grad_and_value``, whose ``g`` and ``H`` are both
+    differenced. ``compute`` returns new arrays (a copy of a buffer its function
+    may rewrite), kept read-only; an exception is not kept, so a point that raised
+    is evaluated again. Up to :attr:`LIMIT` bytes are kept; past it the rest are
+    computed each time.
+    """
+
+    LIMIT = 1 << 26
+
+    __slots__ = ("compute", "kept", "size")
+
+    def __init__(self, compute: Callable[[np.ndarray], Any]) -> None:
+        self.compute = compute
+        self.kept: dict[tuple[str, tuple[int, ...], bytes], Any] = {}
+        self.size = 0
+
+    def __call__(self, y: np.ndarray) -> Any:
+        # Keyed by y as passed, before it may be written into; by a digest, so that
+        # thousands of points of n = 1000 take no more room than their values.
+        key = (y.dtype.str, y.shape, hashlib.blake2b(y.tobytes()).digest())
+        try:
+            return self.kept[key]
+        except KeyError:
+            pass
+        value = self.compute(y)
+        arrays = value if isinstance(value, tuple) else (value,)
+        size = sum(array.nbytes for array in arrays)
+        if self.size + size <= self.LIMIT:
+            for array in arrays:
+                array.flags.writeable = False
+            self.kept[key] = value
+            self.size += size
+        return value
+
+
+def _value_of(func: Callable[..., Any], y: np.ndarray) -> np.ndarray:
+    """``func(y)`` as a new array, in its own dtype."""
+    return np.array(func(y))
+
+
 def _unnoted(noted: Callable[..., Any]) -> Callable[..., Any]:
     """The function :func:`_noting` wrapped, for a backend to differentiate.
 
@@ -809,6 +875,8 @@ def check_derivatives(
         )
         raise ValueError(msg)
     func = _noting(func, "func")
+    if reference == "finite_differences":
+        func = _Remembered(functools.partial(_value_of, func))
     derivatives = {
         name: _noting(derivative, f"your {name}")
         for name, derivative in derivatives.items()
