@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -2112,3 +2113,88 @@ def test_func_and_yours_are_evaluated_once_at_each_point_a_check_steps_to(case):
     seen.clear()
     assert not check_derivatives(func, wrong, points).ok
     assert max(seen.values()) == 1
+
+
+def _cosh_hessian(x):
+    """H, g and the value of Σ cosh x: right for the sum, which f forgot."""
+    return np.diag(np.cosh(x)), np.sinh(x), np.sum(np.cosh(x))
+
+
+@pytest.mark.parametrize("alone", [False, True], ids=["tuple", "alone"])
+@pytest.mark.parametrize(
+    ("operator", "func", "said"),
+    [
+        ("hessian_grad_and_value", np.cosh, "needs func to return a scalar"),
+        ("mtp_hessian_grad_and_value", np.cosh, "needs func to return a scalar"),
+        ("grad_and_value", lambda x: np.sum(np.cosh(x), keepdims=True), "shape (1,)"),
+        ("jacobian_and_value", lambda x: np.sum(np.cosh(x)), "1-D array of shape"),
+        ("mhp_jacobian_and_value", lambda x: np.sum(np.cosh(x)), "1-D array of shape"),
+    ],
+    ids=["vector-H", "vector-mtp", "size-1-g", "scalar-J", "scalar-mhp"],
+)
+def test_a_func_of_the_wrong_kind_is_refused_saying_what_it_returned(
+    operator, func, said, alone
+):
+    # A log density that forgot its sum raised NumPy's "truth value ... ambiguous"
+    # from within the check, or had the user's mtp applied to an M of shape (m, n,
+    # n); one of shape (1,) failed a right g and v. The derivatives are of Σ cosh x.
+    def mtp(x):
+        return lambda M: np.sinh(x) * np.diag(M)
+
+    outputs = {
+        "grad_and_value": lambda x: _cosh_hessian(x)[1:],
+        "hessian_grad_and_value": _cosh_hessian,
+        "mtp_hessian_grad_and_value": lambda x: (mtp(x), *_cosh_hessian(x)),
+        "jacobian_and_value": lambda x: (np.sinh(x)[None], np.sum(np.cosh(x))),
+        "mhp_jacobian_and_value": lambda x: (
+            lambda M: (M @ np.diag(np.cosh(x)))[0],
+            np.sinh(x)[None],
+            func(x),
+        ),
+    }
+    derivative = outputs[operator]
+    if alone:
+        derivative = lambda x: outputs[operator](x)[0]  # noqa: E731
+    with pytest.raises(TypeError, match=re.escape(said)) as raised:
+        check_derivatives(func, {operator: derivative}, np.array([0.1, 0.2, 0.3]))
+    assert operator in str(raised.value)
+    # vjp_and_value takes values of any shape: the same functions are checked.
+    right = {"vjp_and_value": lambda x: (lambda u: u * np.sinh(x), func(x))}
+    assert check_derivatives(func, right, np.array([0.1, 0.2, 0.3])).ok
+
+
+@pytest.mark.parametrize(
+    ("returned", "said"),
+    [
+        (lambda x: np.sum(np.cosh(x)) + 1j * np.sum(x**2), "complex128"),
+        (lambda x: None, "NoneType"),
+        (lambda x: "1.0", "str"),
+        # Real at the point, complex a step beyond x₀ = 0.1: NumPy's real part
+        # alone would be differenced there.
+        (lambda x: np.sum(np.cosh(x)) + np.emath.sqrt(0.1 - x[0]) * 0, "complex"),
+    ],
+    ids=["complex", "None", "str", "complex-a-step-away"],
+)
+def test_a_func_that_returns_no_real_numbers_is_refused(returned, said):
+    # A complex f passed: its imaginary part was dropped, with a ComplexWarning.
+    def func(x):
+        return returned(x)
+
+    derivative = {"grad_and_value": lambda x: _cosh_hessian(x)[1:]}
+    with pytest.raises(TypeError, match=rf"func must return real numbers.*{said}"):
+        check_derivatives(func, derivative, np.array([0.1, 0.2, 0.3]))
+
+
+def test_command_line_refuses_a_func_of_the_wrong_kind(tmp_path, capsys):
+    model = tmp_path / "forgot.py"
+    model.write_text(
+        "import numpy as np\n"
+        "def f(x): return np.cosh(x)\n"
+        "def hessian(x): return np.diag(np.cosh(x)), np.sinh(x), np.sum(np.cosh(x))\n"
+    )
+    hessian = f"hessian_grad_and_value={model}:hessian"
+    status = run_check(f"{model}:f", "--derivative", hessian, "--dim", "3")
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "TypeError: hessian_grad_and_value needs func to return a scalar" in err
+    assert "ambiguous" not in err

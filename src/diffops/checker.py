@@ -44,7 +44,7 @@ import functools
 import hashlib
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -53,7 +53,13 @@ from diffops import finite_differences
 from diffops.functions import NumpyReturningFunction
 from diffops.operators import DIFF_OPS, OPERATORS, Operator
 from diffops.registry import REGISTERED_BACKENDS, autodiff_fallback
-from diffops.validation import as_points, real_numbers, shape_of
+from diffops.validation import (
+    as_points,
+    check_scalar_output,
+    check_vector_output,
+    real_numbers,
+    shape_of,
+)
 
 __all__ = [
     "Comparison",
@@ -620,8 +626,32 @@ class _Remembered:
 
 
 def _value_of(func: Callable[..., Any], y: np.ndarray) -> np.ndarray:
-    """``func(y)`` as a new array, in its own dtype."""
-    return np.array(func(y))
+    """``func(y)`` as a new array, in its own dtype.
+
+    Raises:
+        TypeError: Where it is not real numbers, which a check would compare by
+            their real part alone (complex numbers) or take as NaN (``None``).
+    """
+    array, kind = real_numbers(func(y))
+    if array is None:
+        at = np.array2string(y, threshold=6, edgeitems=2, separator=", ")
+        msg = f"func must return real numbers; at x = {at} it returned {kind}."
+        raise TypeError(msg)
+    return array
+
+
+def _check_value(value: np.ndarray, operators: Iterable[str]) -> None:
+    """Raise ``TypeError`` unless ``func``'s value has the shape every operator needs.
+
+    A scalar for ``f``, a vector for ``c`` (any shape for ``vjp_and_value``), as the
+    operators require: else the checks would go wrong within (a vector ``f``), or
+    blame derivatives that are right (an ``f`` of shape ``(1,)``).
+    """
+    for name in operators:
+        if OPERATORS[name].applies_to == "scalar":
+            check_scalar_output(value.shape, name)
+        elif name != "vjp_and_value":
+            check_vector_output(value.shape, name)
 
 
 def _unnoted(noted: Callable[..., Any]) -> Callable[..., Any]:
@@ -875,8 +905,10 @@ def check_derivatives(
         )
         raise ValueError(msg)
     func = _noting(func, "func")
-    if reference == "finite_differences":
+    if reference == "finite_differences":  # a backend's operators check func's kind
         func = _Remembered(functools.partial(_value_of, func))
+        for x in points:
+            _check_value(func(x.copy()), derivatives)
     derivatives = {
         name: _noting(derivative, f"your {name}")
         for name, derivative in derivatives.items()
