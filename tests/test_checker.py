@@ -2167,22 +2167,63 @@ def test_a_func_of_the_wrong_kind_is_refused_saying_what_it_returned(
     ("returned", "said"),
     [
         (lambda x: np.sum(np.cosh(x)) + 1j * np.sum(x**2), "complex128"),
-        (lambda x: None, "NoneType"),
+        (lambda x: None, "None."),
         (lambda x: "1.0", "str"),
-        # Real at the point, complex a step beyond x₀ = 0.1: NumPy's real part
-        # alone would be differenced there.
-        (lambda x: np.sum(np.cosh(x)) + np.emath.sqrt(0.1 - x[0]) * 0, "complex"),
+        (lambda x: np.sum(np.cosh(x)) > 1, "booleans"),
     ],
-    ids=["complex", "None", "str", "complex-a-step-away"],
+    ids=["complex", "None", "str", "bool"],
 )
 def test_a_func_that_returns_no_real_numbers_is_refused(returned, said):
-    # A complex f passed: its imaginary part was dropped, with a ComplexWarning.
-    def func(x):
-        return returned(x)
-
+    # A complex f passed: its imaginary part was dropped, with a ComplexWarning; a
+    # boolean one passed zero derivatives, which the operators refuse.
     derivative = {"grad_and_value": lambda x: _cosh_hessian(x)[1:]}
-    with pytest.raises(TypeError, match=rf"func must return real numbers.*{said}"):
-        check_derivatives(func, derivative, np.array([0.1, 0.2, 0.3]))
+    points = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    match = rf"func must return real numbers; at point 0 it returned .*{said}"
+    with pytest.raises(TypeError, match=match):
+        check_derivatives(returned, derivative, points)
+
+    # At the second point alone, named as such.
+    def at_second(x):
+        return np.sum(np.cosh(x)) if x[0] < 0.25 else returned(x)
+
+    match = match.replace("point 0", "point 1")
+    with pytest.raises(TypeError, match=match):
+        check_derivatives(at_second, derivative, points)
+
+
+@pytest.mark.parametrize("beyond", ["complex", "None"])
+def test_a_func_of_no_real_numbers_a_step_beyond_its_domain_is_as_undefined(beyond):
+    # np.emath.sqrt is complex beyond 0, and some code returns None out of its
+    # domain: a step there is out of it, as NaN is, so that smaller steps are
+    # tried. Raising there failed a right gradient the user had no say in.
+    def func(x):
+        if beyond == "None" and x[0] < 0:
+            return None
+        return np.emath.sqrt(x[0]) + x[1] ** 2
+
+    def grad(x, factor=1.0):
+        return np.array([factor * 0.5 / np.sqrt(x[0]), 2 * x[1]]), func(x)
+
+    point = np.array([1e-4, 0.3])  # a step of 1e-3 goes past 0
+    assert check_derivatives(func, {"grad_and_value": grad}, point).ok
+    wrong = functools.partial(grad, factor=1.02)
+    assert not check_derivatives(func, {"grad_and_value": wrong}, point).ok
+
+
+def test_a_func_of_bfloat16_is_checked_as_the_operators_take_it():
+    # A real floating type, of NumPy kind "V" (ml_dtypes', as JAX returns): taken,
+    # as the operators take it, at float32 precision or coarser, not refused.
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+
+    def func(x):
+        return np.asarray(np.sum(x**2), dtype=ml_dtypes.bfloat16)
+
+    def grad(x):
+        return 2 * x, func(x)
+
+    with pytest.warns(UserWarning, match="checked at float32 precision"):
+        report = check_derivatives(func, {"grad_and_value": grad}, [0.5, -0.25])
+    assert report.precision == "float32"
 
 
 def test_command_line_refuses_a_func_of_the_wrong_kind(tmp_path, capsys):
@@ -2198,3 +2239,28 @@ def test_command_line_refuses_a_func_of_the_wrong_kind(tmp_path, capsys):
     assert status == 2
     assert "TypeError: hessian_grad_and_value needs func to return a scalar" in err
     assert "ambiguous" not in err
+
+
+def test_values_kept_for_a_check_are_bounded_with_their_keys_counted():
+    # 1e6 points of a scalar value counted 8 bytes each, 7.6 MB, where they took
+    # 437 MB: each point is counted with its key's room besides its values.
+    from diffops import checker
+
+    calls = []
+
+    def compute(y):
+        calls.append(1)
+        return np.array(np.sum(y))
+
+    remembered = checker._Remembered(compute, limit=100 * 1024)
+    x = np.zeros(10)
+    for i in range(1000):
+        x[0] = i
+        remembered(x)
+    kept = len(remembered.kept)
+    assert 0 < kept <= 100 * 1024 // 512
+    calls.clear()
+    for i in range(1000):  # those kept are not computed again; the rest are
+        x[0] = i
+        assert remembered(x) == i
+    assert len(calls) == 1000 - kept

@@ -246,22 +246,29 @@ def _yours(
     m: int,
     func: Callable[[np.ndarray], Any],
 ) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """The outputs of your function below its highest that can be differenced.
+    """The outputs of your function that the references of others difference.
 
-    ``g``, ``H`` and ``J`` as functions of ``x``, where your function returns them, in
-    the shape they should have; NaN where ``func`` is not finite (:func:`_output_at`).
-    Your function is called once at each point, for all of them (:class:`_Remembered`).
+    ``g`` below ``H``, and ``H`` or ``J`` below a product, as functions of ``x``,
+    where your function returns them in the shape they should have; NaN where
+    ``func`` is not finite (:func:`_output_at`). Your function is called once at
+    each point, for all of them (:class:`_Remembered`).
     """
     returned = _as_tuple(derivative(x.copy()))
     shapes = {"g": (x.size,), "H": (x.size, x.size), "J": (m, x.size)}
+    differenced = {"g"} if "H" in operator.outputs else set()
+    if operator.product is not None:
+        differenced.add(operator.outputs[1])
     indices: dict[str, int] = {}
     for index, name in enumerate(operator.outputs[: len(returned)]):
-        if name in shapes and shape_of(returned[index]) == shapes[name]:
+        if name not in differenced or name not in shapes:
+            continue
+        if shape_of(returned[index]) == shapes[name]:
             if isinstance(_as_real(returned[index]), str):
                 continue  # it fails its own comparison, saying why
             indices[name] = index
     outputs = _Remembered(
-        functools.partial(_outputs_of, derivative, tuple(indices.values()))
+        functools.partial(_outputs_of, derivative, tuple(indices.values())),
+        _KEPT_OUTPUTS,
     )
     return {
         name: functools.partial(_output_at, outputs, position, func)
@@ -554,9 +561,13 @@ def _float_bits(dtype: Any) -> int | None:
     try:
         numpy_dtype = np.dtype(dtype)
     except TypeError:  # a framework's own, such as torch.float32
-        match = re.fullmatch(r"b?float(\d+)", str(dtype).rpartition(".")[2])
-        return int(match.group(1)) if match else None
-    return 8 * numpy_dtype.itemsize if numpy_dtype.kind == "f" else None
+        name = str(dtype)
+    else:
+        if numpy_dtype.kind == "f":
+            return 8 * int(numpy_dtype.itemsize)
+        name = numpy_dtype.name  # ml_dtypes' bfloat16 (JAX's) is of kind "V"
+    match = re.fullmatch(r"b?float(\d+)", name.rpartition(".")[2])
+    return int(match.group(1)) if match else None
 
 
 def _precision_of(values: list[Any]) -> str:
@@ -593,31 +604,34 @@ class _Remembered:
     of your ``mtp_hessian_grad_and_value``, whose ``g`` and ``H`` are both
     differenced. ``compute`` returns new arrays (a copy of a buffer its function
     may rewrite), kept read-only; an exception is not kept, so a point that raised
-    is evaluated again. Up to :attr:`LIMIT` bytes are kept; past it the rest are
-    computed each time.
+    is evaluated again. Up to ``limit`` bytes are kept, each point counted with
+    :data:`_ENTRY` bytes besides its arrays; past it the rest are computed each time.
     """
 
-    LIMIT = 1 << 26
+    __slots__ = ("compute", "kept", "limit", "size")
 
-    __slots__ = ("compute", "kept", "size")
-
-    def __init__(self, compute: Callable[[np.ndarray], Any]) -> None:
+    def __init__(self, compute: Callable[[np.ndarray], Any], limit: int) -> None:
         self.compute = compute
-        self.kept: dict[tuple[str, tuple[int, ...], bytes], Any] = {}
+        self.limit = limit
+        self.kept: dict[tuple[str, bytes], Any] = {}
         self.size = 0
 
     def __call__(self, y: np.ndarray) -> Any:
-        # Keyed by y as passed, before it may be written into; by a digest, so that
-        # thousands of points of n = 1000 take no more room than their values.
-        key = (y.dtype.str, y.shape, hashlib.blake2b(y.tobytes()).digest())
-        try:
-            return self.kept[key]
-        except KeyError:
-            pass
+        # Keyed by y as passed, before it may be written into; a long one by a
+        # digest, so that thousands of points of n = 1000 take little room.
+        data = y.tobytes()
+        if len(data) > _DIGESTED:
+            data = hashlib.blake2b(data, digest_size=16).digest()
+        key = (y.dtype.char, data)
+        kept = self.kept.get(key)
+        if kept is not None:
+            return kept
         value = self.compute(y)
         arrays = value if isinstance(value, tuple) else (value,)
-        size = sum(array.nbytes for array in arrays)
-        if self.size + size <= self.LIMIT:
+        size = _ENTRY
+        for array in arrays:
+            size += array.nbytes
+        if self.size + size <= self.limit:
             for array in arrays:
                 array.flags.writeable = False
             self.kept[key] = value
@@ -625,33 +639,74 @@ class _Remembered:
         return value
 
 
+_DIGESTED = 64
+"""Longest point, in bytes, kept by its bytes rather than by a digest of them."""
+
+_ENTRY = 512
+"""Bytes a kept point takes besides its arrays (its key, the arrays' headers, the
+dictionary's slot), at least: measured, about 440 for one number."""
+
+_KEPT_VALUES = 1 << 26
+"""Most bytes of ``func``'s values kept in one check (:class:`_Remembered`)."""
+
+_KEPT_OUTPUTS = 1 << 24
+"""Most bytes of your outputs kept for one operator at one point."""
+
+
+class _NotRealError(ValueError):
+    """``func`` returned something other than real numbers: what, in words.
+
+    A ``ValueError``, so that a step where it does (``np.emath.sqrt`` beyond its
+    domain's edge, complex there) is taken as out of the domain, as NaN is; at a
+    point checked, it is raised as a ``TypeError`` (:func:`_check_value`).
+    """
+
+
 def _value_of(func: Callable[..., Any], y: np.ndarray) -> np.ndarray:
     """``func(y)`` as a new array, in its own dtype.
 
     Raises:
-        TypeError: Where it is not real numbers, which a check would compare by
-            their real part alone (complex numbers) or take as NaN (``None``).
+        _NotRealError: Where it is not real numbers, which the differences would take
+            by their real part alone (complex numbers), as 0 and 1 (booleans) or as
+            NaN (``None``).
     """
-    array, kind = real_numbers(func(y))
-    if array is None:
-        at = np.array2string(y, threshold=6, edgeitems=2, separator=", ")
-        msg = f"func must return real numbers; at x = {at} it returned {kind}."
-        raise TypeError(msg)
-    return array
+    value = func(y)
+    array = np.array(value)
+    if array.dtype.kind in "iuf" or _float_bits(array.dtype):  # bfloat16's is "V"
+        return array
+    if array.dtype.kind == "b":
+        msg = f"booleans ({array.dtype}), whose derivatives are zero."
+        raise _NotRealError(msg)
+    real, kind = real_numbers(value)  # numbers NumPy holds as objects: SymPy's
+    if real is None:
+        raise _NotRealError(f"{'None' if value is None else kind}.")
+    return real
 
 
-def _check_value(value: np.ndarray, operators: Iterable[str]) -> None:
-    """Raise ``TypeError`` unless ``func``'s value has the shape every operator needs.
+def _check_value(
+    func: Callable[[np.ndarray], np.ndarray],
+    points: np.ndarray,
+    operators: Iterable[str],
+) -> None:
+    """Raise ``TypeError`` unless ``func``'s values at ``points`` suit ``operators``.
 
-    A scalar for ``f``, a vector for ``c`` (any shape for ``vjp_and_value``), as the
-    operators require: else the checks would go wrong within (a vector ``f``), or
-    blame derivatives that are right (an ``f`` of shape ``(1,)``).
+    Real numbers, of the shape each operator's function has: a scalar for ``f``, a
+    vector for ``c`` (any shape for ``vjp_and_value``), as the operators require.
+    Else the checks would go wrong within (a vector ``f``), blame derivatives that
+    are right (an ``f`` of shape ``(1,)``), or compare the real part alone (a
+    complex ``f``).
     """
-    for name in operators:
-        if OPERATORS[name].applies_to == "scalar":
-            check_scalar_output(value.shape, name)
-        elif name != "vjp_and_value":
-            check_vector_output(value.shape, name)
+    for index, x in enumerate(points):
+        try:
+            value = func(x.copy())
+        except _NotRealError as error:
+            msg = f"func must return real numbers; at point {index} it returned {error}"
+            raise TypeError(msg) from None
+        for name in operators:
+            if OPERATORS[name].applies_to == "scalar":
+                check_scalar_output(value.shape, name)
+            elif name != "vjp_and_value":
+                check_vector_output(value.shape, name)
 
 
 def _unnoted(noted: Callable[..., Any]) -> Callable[..., Any]:
@@ -906,9 +961,8 @@ def check_derivatives(
         raise ValueError(msg)
     func = _noting(func, "func")
     if reference == "finite_differences":  # a backend's operators check func's kind
-        func = _Remembered(functools.partial(_value_of, func))
-        for x in points:
-            _check_value(func(x.copy()), derivatives)
+        func = _Remembered(functools.partial(_value_of, func), _KEPT_VALUES)
+        _check_value(func, points, derivatives)
     derivatives = {
         name: _noting(derivative, f"your {name}")
         for name, derivative in derivatives.items()
