@@ -2170,8 +2170,9 @@ def test_a_func_of_the_wrong_kind_is_refused_saying_what_it_returned(
         (lambda x: None, "None."),
         (lambda x: "1.0", "str"),
         (lambda x: np.sum(np.cosh(x)) > 1, "booleans"),
+        (lambda x: [x[0], [x[1], x[2]]], "list"),  # NumPy's ValueError, ragged
     ],
-    ids=["complex", "None", "str", "bool"],
+    ids=["complex", "None", "str", "bool", "ragged"],
 )
 def test_a_func_that_returns_no_real_numbers_is_refused(returned, said):
     # A complex f passed: its imaginary part was dropped, with a ComplexWarning; a

@@ -671,7 +671,10 @@ def _value_of(func: Callable[..., Any], y: np.ndarray) -> np.ndarray:
             NaN (``None``).
     """
     value = func(y)
-    array = np.array(value)
+    try:
+        array = np.array(value)
+    except Exception:  # a ragged list; a tensor recording a graph: said below
+        array = np.array(None)
     if array.dtype.kind in "iuf" or _float_bits(array.dtype):  # bfloat16's is "V"
         return array
     if array.dtype.kind == "b":
