@@ -1724,19 +1724,24 @@ def test_a_coordinate_a_short_direction_would_not_move_is_left_out_of_it():
 def test_derivatives_finite_past_the_edge_of_the_domain_are_not_differenced_there():
     # g = -1/(1 - x) of log(1 - x) is finite beyond x = 1, where f is not: H,
     # differenced from it a step across the edge, failed a correct H confidently.
+    # Both steps tried cross the edge; smaller ones, within it, check H.
     def f(x):
         return np.log(1 - x[0]) - np.log(x[1])
 
-    def hessian_grad_and_value(x):
+    def hessian_grad_and_value(x, factor=1.0):
         grad = np.array([-1 / (1 - x[0]), -1 / x[1]])
-        return np.diag([-1 / (1 - x[0]) ** 2, 1 / x[1] ** 2]), grad, f(x)
+        hessian = np.diag([-factor / (1 - x[0]) ** 2, 1 / x[1] ** 2])
+        return hessian, grad, f(x)
 
-    with np.errstate(divide="ignore", invalid="ignore"):  # past the edge
-        report = check_derivatives(
-            f, {"hessian_grad_and_value": hessian_grad_and_value}, [0.9999, 1e-5]
-        )
-    (hessian,) = [c for c in report.comparisons if c.output == "H"]
-    assert hessian.note.startswith("the reference is not finite"), hessian
+    for factor, right in ((1.0, True), (1.02, False)):
+        derivative = functools.partial(hessian_grad_and_value, factor=factor)
+        with np.errstate(divide="ignore", invalid="ignore"):  # past the edge
+            report = check_derivatives(
+                f, {"hessian_grad_and_value": derivative}, [0.9999, 1e-5]
+            )
+        (hessian,) = [c for c in report.comparisons if c.output == "H"]
+        assert hessian.ok is right, hessian
+        assert not hessian.note, hessian
 
 
 def test_a_hessian_or_mhp_wrong_by_an_antisymmetric_part_fails():
@@ -2211,20 +2216,20 @@ def test_a_func_of_no_real_numbers_a_step_beyond_its_domain_is_as_undefined(beyo
     assert not check_derivatives(func, {"grad_and_value": wrong}, point).ok
 
 
-def test_a_func_of_bfloat16_is_checked_as_the_operators_take_it():
-    # A real floating type, of NumPy kind "V" (ml_dtypes', as JAX returns): taken,
-    # as the operators take it, at float32 precision or coarser, not refused.
+def test_a_func_of_bfloat16_is_refused_saying_how_to_check_it():
+    # A real floating type, of NumPy kind "V" (ml_dtypes', as JAX returns), but
+    # rounded to 8 bits: its differences, taken as float32's, failed a right
+    # gradient, where the error said it was no real numbers.
     ml_dtypes = pytest.importorskip("ml_dtypes")
 
     def func(x):
-        return np.asarray(np.sum(x**2), dtype=ml_dtypes.bfloat16)
+        return np.asarray(np.sum(np.sin(x)), dtype=ml_dtypes.bfloat16)
 
     def grad(x):
-        return 2 * x, func(x)
+        return np.cos(x), func(x)
 
-    with pytest.warns(UserWarning, match="checked at float32 precision"):
-        report = check_derivatives(func, {"grad_and_value": grad}, [0.5, -0.25])
-    assert report.precision == "float32"
+    with pytest.raises(TypeError, match=r"bfloat16 at point 0, too coarse.*float32"):
+        check_derivatives(func, {"grad_and_value": grad}, [0.5, -0.25])
 
 
 def test_command_line_refuses_a_func_of_the_wrong_kind(tmp_path, capsys):
@@ -2265,3 +2270,37 @@ def test_values_kept_for_a_check_are_bounded_with_their_keys_counted():
         x[0] = i
         assert remembered(x) == i
     assert len(calls) == 1000 - kept
+
+
+@pytest.mark.parametrize("beyond", ["nan", "complex", "None"])
+@pytest.mark.parametrize("edge", [0.5, 3.0, -2.0])
+def test_a_derivative_beside_an_edge_nearer_than_every_step_is_checked(edge, beyond):
+    # log(x₀ - a) at x₀ = a + 3e-4: the scaled step and the one scaled down by |x₀|
+    # both crossed the edge, and the NaN there was taken as the reference: a right
+    # gradient and Hessian failed, "the reference is not finite". Smaller steps are
+    # tried, from the first within the domain.
+    def func(x):
+        t = x[0] - edge
+        if t > 0 or beyond == "complex":
+            return np.emath.log(t) + x[1] ** 2
+        return np.nan if beyond == "nan" else None
+
+    def hessian(x, factor=1.0):
+        t = x[0] - edge
+        g = np.array([factor / t, 2 * x[1]])
+        return np.diag([-factor / t**2, 2.0]), g, func(x)
+
+    point = np.array([edge + 3e-4, 0.3])
+    right = {
+        "grad_and_value": lambda x: hessian(x)[1:],
+        "hessian_grad_and_value": hessian,
+    }
+    assert check_derivatives(func, right, point).ok
+    wrong = {
+        "grad_and_value": lambda x: hessian(x, factor=1.02)[1:],
+        "hessian_grad_and_value": functools.partial(hessian, factor=1.02),
+    }
+    for name, derivative in wrong.items():
+        report = check_derivatives(func, {name: derivative}, point)
+        assert not report.ok
+        assert all(failure.output in ("H", "g") for failure in report.failures())

@@ -697,7 +697,7 @@ def _check_value(
     vector for ``c`` (any shape for ``vjp_and_value``), as the operators require.
     Else the checks would go wrong within (a vector ``f``), blame derivatives that
     are right (an ``f`` of shape ``(1,)``), or compare the real part alone (a
-    complex ``f``).
+    complex ``f``), or take an ``f`` of bfloat16 as float32.
     """
     for index, x in enumerate(points):
         try:
@@ -705,6 +705,13 @@ def _check_value(
         except _NotRealError as error:
             msg = f"func must return real numbers; at point {index} it returned {error}"
             raise TypeError(msg) from None
+        if value.dtype.kind == "V":  # ml_dtypes' floats, JAX's bfloat16
+            msg = (
+                f"func returned {value.dtype} at point {index}, too coarse for "
+                "differences to check its derivatives: check a float32 or float64 "
+                "version of it, or pass reference= a backend that differentiates it."
+            )
+            raise TypeError(msg)
         for name in operators:
             if OPERATORS[name].applies_to == "scalar":
                 check_scalar_output(value.shape, name)

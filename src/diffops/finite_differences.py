@@ -183,12 +183,32 @@ def _derivative(
 ) -> _Estimate:
     """The derivative along a coordinate and its bound, from the step that does better.
 
+    Where every step tried leaves ``func``'s domain (NaN, or raising, beyond an edge
+    nearer than the smaller: ``log(x - 0.5)`` at ``x = 0.5003``), smaller steps are
+    tried, from the first that stays within it (:func:`_settled`).
+
     Args:
         at: The estimate at a step.
         coordinate: The coordinate's value.
         step: Relative step.
         rounding: The values' relative rounding or, unknown, that of ``x``.
     """
+    estimate = _tried(at, coordinate, step, rounding)
+    if np.all(np.isfinite(estimate.value)):
+        return estimate
+    h = step * min(1.0, abs(np.float64(coordinate))) or step
+    for _ in range(_SEARCH):
+        h /= _FINER
+        finer = at(h)
+        if np.all(np.isfinite(finer.value)):
+            return _settled(at, h, finer, np.inf)
+    return estimate
+
+
+def _tried(
+    at: Callable[[float], _Estimate], coordinate: float, step: float, rounding: float
+) -> _Estimate:
+    """:func:`_derivative` from the step scaled to the coordinate, or the other."""
     size = abs(np.float64(coordinate))  # NumPy's: a step of 0 divides to inf
     scaled = at(step * max(1.0, size))
     largest = _largest(scaled.value)
