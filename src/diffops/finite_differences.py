@@ -28,6 +28,10 @@ differences carry the inner ones' error), over the step. The steps tried along
    peak of width ``10⁻³``): the smaller steps find them out. Where the two
    disagreed and no estimate is confirmed, the bound is infinite; where they
    agreed, the scaled step is kept unless a confirmed estimate has a smaller bound.
+4. Where the estimate taken is not finite, as where both steps leave the domain
+   (NaN, or raising, beyond an edge nearer than the second: ``log(x - 0.5)`` at ``x
+   = 0.5003``), steps of a tenth, a hundredth and a thousandth of the second in
+   turn, and from the first whose estimate is finite, a search as in 3.
 
 Of the steps a search tries (and the one it starts from), it takes the estimate of
 smallest bound that the next larger or smaller step confirms: the two agree within
