@@ -53,13 +53,7 @@ from diffops import finite_differences
 from diffops.functions import NumpyReturningFunction
 from diffops.operators import DIFF_OPS, OPERATORS, Operator
 from diffops.registry import REGISTERED_BACKENDS, autodiff_fallback
-from diffops.validation import (
-    as_points,
-    check_scalar_output,
-    check_vector_output,
-    real_numbers,
-    shape_of,
-)
+from diffops.validation import as_points, check_output_kind, real_numbers, shape_of
 
 __all__ = [
     "Comparison",
@@ -713,10 +707,7 @@ def _check_value(
             )
             raise TypeError(msg)
         for name in operators:
-            if OPERATORS[name].applies_to == "scalar":
-                check_scalar_output(value.shape, name)
-            elif name != "vjp_and_value":
-                check_vector_output(value.shape, name)
+            check_output_kind(value.shape, name)
 
 
 def _unnoted(noted: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,6 +18,7 @@ __all__ = [
     "as_points",
     "as_product_argument",
     "check_callable",
+    "check_output_kind",
     "check_real_number",
     "check_real_output",
     "check_scalar_output",
@@ -448,6 +449,22 @@ def check_vector_output(shape: tuple[int, ...], operator: str) -> None:
             f"{describe_shape(shape)}.{hint}"
         )
         raise TypeError(msg)
+
+
+def check_output_kind(shape: tuple[int, ...], operator: str) -> None:
+    """Raise ``TypeError`` unless a function value of ``shape`` suits ``operator``.
+
+    A scalar for the operators of a scalar ``f``, a 1-D vector for those of a vector
+    ``c``, any shape for ``vjp_and_value``, whose ``u`` takes it.
+
+    Args:
+        shape: The shape of what ``func`` returned.
+        operator: The operator's name.
+    """
+    if operator in SCALAR_OPERATORS:
+        check_scalar_output(shape, operator)
+    elif operator != "vjp_and_value":
+        check_vector_output(shape, operator)
 
 
 def shape_of(value: Any) -> tuple[int, ...] | None:

@@ -27,13 +27,8 @@ import numpy as np
 import diffops
 from diffops import cache
 from diffops.functions import DerivativeFunction, Runtime, as_output
-from diffops.operators import OPERATORS, operator_sections
-from diffops.validation import (
-    check_callable,
-    check_real_output,
-    check_scalar_output,
-    check_vector_output,
-)
+from diffops.operators import operator_sections
+from diffops.validation import check_callable, check_output_kind, check_real_output
 
 FRAMEWORK = "symnum"
 
@@ -285,10 +280,7 @@ def _derivative(
         )
         raise TypeError(msg)
     shape = tuple(getattr(expression, "shape", ()))
-    if OPERATORS[name].applies_to == "scalar":
-        check_scalar_output(shape, name)
-    elif name != "vjp_and_value":  # whose c may have any shape, which u takes
-        check_vector_output(shape, name)
+    check_output_kind(shape, name)
     # SymNum's VJP takes no scalar c: its vjp(u) = u g, from SymNum's gradient.
     from_gradient = name == "vjp_and_value" and shape == ()
     key = _cache_key(name, length, expression)
